@@ -1,0 +1,1256 @@
+/*
+ * src/query.c -- the json-server 0.17 list query dialect; see query.h and docs/QUERY.md.
+ *
+ * Everything that can be decided once per request is decided in query_parse:
+ * paths are split into segments, filter values are classified (canonical
+ * integer? canonical real? number for ranges?), regexes are compiled, q is
+ * folded. query_match then only walks the document and compares; it never
+ * allocates, and it never writes to the document (documents are shared
+ * immutable snapshot values read by many threads).
+ *
+ * Canonical scalar text (what "field=value" compares against): strings are
+ * their bytes, integers their decimal form, reals the shortest "%.{15,16,17}g"
+ * form that reads back to the same double, true/false/null their literals.
+ * This assumes the C numeric locale (cairnd never sets LC_NUMERIC).
+ */
+#include "query.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <regex.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+/* Room for the canonical text of any integer or real ("-1.2345678901234567e-308"). */
+#define CANON_MAX 40
+
+/* Largest array index a path segment may name (json_array_get takes size_t). */
+#define MAX_INDEX 999999999L
+
+struct seg {
+    const char *key; /* into path.buf, not NUL-terminated */
+    size_t len;
+    long index;      /* the array index this segment names, or -1 */
+};
+
+/* A dotted path ("author.name"), split once at parse time. */
+struct path {
+    char *buf;       /* owned copy of the whole path */
+    size_t len;
+    struct seg seg[QUERY_MAX_PATH_SEGMENTS];
+    size_t nseg;
+};
+
+enum op { OP_EQ, OP_NE, OP_GTE, OP_LTE, OP_LIKE };
+
+enum lit { LIT_NONE, LIT_TRUE, LIT_FALSE, LIT_NULL };
+
+/* A number as written in a filter value, or as held by a JSON number. */
+struct num {
+    bool is_int;
+    json_int_t i;
+    double d;
+};
+
+/* One value of a filter, classified once. */
+struct fvalue {
+    char *text;          /* owned copy */
+    size_t len;
+    enum lit lit;        /* the text is "true", "false" or "null" */
+    bool eq_int;         /* the text is the canonical decimal of eq_i */
+    json_int_t eq_i;
+    bool eq_real;        /* the text is the canonical form of the real eq_d */
+    double eq_d;
+    bool is_num;         /* the text reads as a number: ranges compare numerically */
+    struct num num;
+    regex_t *re;         /* _like only */
+};
+
+/* All values of one parameter name: OR for =, _gte, _lte, _like; AND for _ne. */
+struct filter {
+    char *name;          /* the whole parameter name: groups repeats */
+    enum op op;
+    struct path path;
+    struct fvalue *values;
+    size_t nvalues;
+};
+
+struct sort_key {
+    struct path path;
+    bool desc;
+};
+
+struct query {
+    struct filter *filters;
+    size_t nfilters;
+    char *needle;        /* q, ASCII-lowercased; NULL when absent or empty */
+    size_t needle_len;
+    struct sort_key keys[QUERY_MAX_SORT_KEYS];
+    size_t nkeys;
+    bool has_page, has_limit, has_start, has_end;
+    uint64_t page, limit, start, end;
+};
+
+/* ---- errors ---- */
+
+static const char *const errc_names[] = {
+    [QUERY_OK] = "ok",
+    [QUERY_ERR_TOO_MANY] = "too-many-parameters",
+    [QUERY_ERR_EMPTY_NAME] = "empty-name",
+    [QUERY_ERR_NAME_TOO_LONG] = "name-too-long",
+    [QUERY_ERR_VALUE_TOO_LONG] = "value-too-long",
+    [QUERY_ERR_UNSUPPORTED] = "unsupported-parameter",
+    [QUERY_ERR_REPEATED] = "repeated-parameter",
+    [QUERY_ERR_BAD_NUMBER] = "bad-number",
+    [QUERY_ERR_BAD_PATH] = "bad-path",
+    [QUERY_ERR_BAD_REGEX] = "bad-regex",
+    [QUERY_ERR_BAD_SORT] = "bad-sort",
+    [QUERY_ERR_CONFLICT] = "conflicting-parameters",
+};
+
+const char *query_errc_name(enum query_errc code)
+{
+    if ((size_t)code >= ARRAY_LEN(errc_names) || errc_names[code] == NULL)
+        panic("query_errc_name: unknown code %d", (int)code);
+    return errc_names[code];
+}
+
+/*
+ * Fills 'err': the name, made printable and cut to 64 bytes, and a message
+ * "query parameter '<name>': <detail>" (or just the detail when name is NULL).
+ * Returns -EINVAL so callers can 'return fail(...)'.
+ */
+__attribute__((format(printf, 4, 5)))
+static int fail(struct query_error *err, enum query_errc code, const char *name,
+                const char *fmt, ...)
+{
+    char detail[160];
+    va_list ap;
+
+    err->code = code;
+    err->param[0] = '\0';
+    if (name != NULL) {
+        size_t n = strnlen(name, QUERY_MAX_NAME + 1);
+        size_t keep = n > 64 ? 61 : n;
+        for (size_t i = 0; i < keep; i++) {
+            unsigned char c = (unsigned char)name[i];
+            err->param[i] = (c >= 0x20 && c < 0x7f && c != '\'') ? (char)c : '?';
+        }
+        if (keep < n)
+            memcpy(err->param + keep, "...", 3), keep += 3;
+        err->param[keep] = '\0';
+    }
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof(detail), fmt, ap);
+    va_end(ap);
+    if (name != NULL)
+        snprintf(err->message, sizeof(err->message), "query parameter '%s': %s", err->param,
+                 detail);
+    else
+        snprintf(err->message, sizeof(err->message), "%s", detail);
+    return -EINVAL;
+}
+
+/* ---- numbers and canonical text ---- */
+
+/* Shortest "%.Ng" (N = 15..17) that reads back as 'd'. Returns the length. */
+static size_t real_text(double d, char *buf, size_t size)
+{
+    int n = 0;
+    for (int prec = 15; prec <= 17; prec++) {
+        n = snprintf(buf, size, "%.*g", prec, d);
+        if (strtod(buf, NULL) == d)
+            break;
+    }
+    return (size_t)n;
+}
+
+/*
+ * The canonical text of a scalar: *s points at a string's own bytes or into
+ * 'buf' (CANON_MAX bytes). False for arrays and objects, which have none.
+ */
+static bool scalar_text(const json_t *v, char *buf, const char **s, size_t *len)
+{
+    switch (json_typeof(v)) {
+    case JSON_STRING:
+        *s = json_string_value(v);
+        *len = json_string_length(v);
+        return true;
+    case JSON_INTEGER:
+        *len = (size_t)snprintf(buf, CANON_MAX, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        *s = buf;
+        return true;
+    case JSON_REAL:
+        *len = real_text(json_real_value(v), buf, CANON_MAX);
+        *s = buf;
+        return true;
+    case JSON_TRUE:
+        *s = "true", *len = 4;
+        return true;
+    case JSON_FALSE:
+        *s = "false", *len = 5;
+        return true;
+    case JSON_NULL:
+        *s = "null", *len = 4;
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Bytewise order of two byte strings; a proper prefix sorts first. */
+static int bytes_cmp(const char *a, size_t alen, const char *b, size_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    if (c != 0)
+        return c < 0 ? -1 : 1;
+    return alen < blen ? -1 : alen > blen;
+}
+
+/* Exact order of an integer and a (finite) real. */
+static int cmp_int_real(json_int_t i, double d)
+{
+    if (d >= 9223372036854775808.0)
+        return -1;
+    if (d < -9223372036854775808.0)
+        return 1;
+    /* |d| < 2^63: its integral part fits, and d - trunc(d) is exact. */
+    json_int_t t = (json_int_t)d;
+    if (i != t)
+        return i < t ? -1 : 1;
+    double frac = d - (double)t;
+    return frac > 0 ? -1 : frac < 0;
+}
+
+static int num_cmp(const struct num *a, const struct num *b)
+{
+    if (a->is_int && b->is_int)
+        return a->i < b->i ? -1 : a->i > b->i;
+    if (a->is_int)
+        return cmp_int_real(a->i, b->d);
+    if (b->is_int)
+        return -cmp_int_real(b->i, a->d);
+    return a->d < b->d ? -1 : a->d > b->d;
+}
+
+static void json_num(const json_t *v, struct num *n)
+{
+    n->is_int = json_is_integer(v);
+    n->i = n->is_int ? json_integer_value(v) : 0;
+    n->d = n->is_int ? 0 : json_real_value(v);
+}
+
+/*
+ * Whether 's' is a decimal number: [+-] digits [. digits] [e [+-] digits],
+ * with digits on at least one side of the point. No hex, inf, nan or spaces.
+ */
+static bool is_decimal(const char *s)
+{
+    size_t digits = 0;
+
+    if (*s == '+' || *s == '-')
+        s++;
+    for (; *s >= '0' && *s <= '9'; s++)
+        digits++;
+    if (*s == '.') {
+        for (s++; *s >= '0' && *s <= '9'; s++)
+            digits++;
+    }
+    if (digits == 0)
+        return false;
+    if (*s == 'e' || *s == 'E') {
+        s++;
+        if (*s == '+' || *s == '-')
+            s++;
+        if (*s < '0' || *s > '9')
+            return false;
+        while (*s >= '0' && *s <= '9')
+            s++;
+    }
+    return *s == '\0';
+}
+
+/* Classifies a filter value once: literal, canonical integer/real, number. */
+static void classify(struct fvalue *fv)
+{
+    const char *t = fv->text;
+    char buf[CANON_MAX];
+    int64_t i;
+
+    if (strcmp(t, "true") == 0)
+        fv->lit = LIT_TRUE;
+    else if (strcmp(t, "false") == 0)
+        fv->lit = LIT_FALSE;
+    else if (strcmp(t, "null") == 0)
+        fv->lit = LIT_NULL;
+    if (!is_decimal(t))
+        return;
+
+    if (parse_i64(t, INT64_MIN, INT64_MAX, &i) == 0) {
+        fv->is_num = true;
+        fv->num.is_int = true;
+        fv->num.i = i;
+        snprintf(buf, sizeof(buf), "%" PRId64, i);
+        fv->eq_int = strcmp(buf, t) == 0;
+        fv->eq_i = i;
+    }
+    double d = strtod(t, NULL);
+    if (!isfinite(d))
+        return;
+    if (!fv->is_num) {
+        fv->is_num = true;
+        fv->num.is_int = false;
+        fv->num.d = d;
+    }
+    real_text(d, buf, sizeof(buf));
+    if (strcmp(buf, t) == 0) {
+        fv->eq_real = true;
+        fv->eq_d = d;
+    }
+}
+
+/* ---- paths ---- */
+
+/* The array index 's' names: canonical decimal ("0", "12", not "012"), else -1. */
+static long seg_index(const char *s, size_t len)
+{
+    long v = 0;
+    if (len == 0 || len > 9 || (len > 1 && s[0] == '0'))
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v <= MAX_INDEX ? v : -1;
+}
+
+/* Splits 's' on '.'. 0, -EINVAL on an empty segment, -E2BIG on too many. */
+static int path_parse(struct path *p, const char *s, size_t len)
+{
+    p->buf = xstrndup(s, len);
+    p->len = len;
+    p->nseg = 0;
+
+    size_t start = 0;
+    for (size_t i = 0; i <= len; i++) {
+        if (i < len && p->buf[i] != '.')
+            continue;
+        if (i == start)
+            return -EINVAL;
+        if (p->nseg == QUERY_MAX_PATH_SEGMENTS)
+            return -E2BIG;
+        struct seg *sg = &p->seg[p->nseg++];
+        sg->key = p->buf + start;
+        sg->len = i - start;
+        sg->index = seg_index(sg->key, sg->len);
+        start = i + 1;
+    }
+    return 0;
+}
+
+static void path_cleanup(struct path *p)
+{
+    free(p->buf);
+    p->buf = NULL;
+}
+
+/*
+ * The value at 'p' in 'doc', or NULL when missing. As lodash's _.get: a key
+ * that literally contains the dots wins over the walk; numeric segments index
+ * arrays. Borrowed: points into 'doc'.
+ */
+static const json_t *path_get(const struct path *p, const json_t *doc)
+{
+    const json_t *v = doc;
+
+    if (p->nseg > 1 && json_is_object(doc)) {
+        v = json_object_getn(doc, p->buf, p->len);
+        if (v != NULL)
+            return v;
+        v = doc;
+    }
+    for (size_t i = 0; i < p->nseg && v != NULL; i++) {
+        const struct seg *sg = &p->seg[i];
+        if (json_is_object(v))
+            v = json_object_getn(v, sg->key, sg->len);
+        else if (json_is_array(v) && sg->index >= 0)
+            v = json_array_get(v, (size_t)sg->index);
+        else
+            v = NULL;
+    }
+    return v;
+}
+
+/* ---- _like patterns ---- */
+
+/* Reads decimal digits at 's' into *out (-1 when none), saturating above 'cap'. */
+static const char *read_count(const char *s, long cap, long *out)
+{
+    *out = -1;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        long v = (*out < 0 ? 0 : *out) * 10 + (*s - '0');
+        *out = v > cap ? cap + 1 : v;
+    }
+    return s;
+}
+
+/*
+ * An upper bound of the size of 'pat' with every {m,n} repeat written out;
+ * glibc's matcher costs about text length x this. Saturates above 'cap'.
+ * -1 for a back-reference (\1..\9: exponential in glibc, not in the dialect).
+ */
+static long like_weight(const char *pat, long cap)
+{
+    long sum[QUERY_MAX_LIKE + 2], last[QUERY_MAX_LIKE + 2];
+    size_t depth = 0;
+    const char *s = pat;
+
+    sum[0] = last[0] = 0;
+    while (*s != '\0') {
+        long atom = 1;
+        if (*s == '\\') {
+            if (s[1] >= '1' && s[1] <= '9')
+                return -1;
+            s += s[1] != '\0' ? 2 : 1;
+        } else if (*s == '[') {
+            /* A bracket expression is one atom; ']' first is literal. */
+            s++;
+            if (*s == '^')
+                s++;
+            if (*s == ']')
+                s++;
+            while (*s != '\0' && *s != ']') {
+                if (*s == '[' && (s[1] == ':' || s[1] == '.' || s[1] == '=')) {
+                    char close = s[1];
+                    const char *e = s + 2;
+                    while (*e != '\0' && !(e[0] == close && e[1] == ']'))
+                        e++;
+                    s = *e != '\0' ? e + 2 : e;
+                } else {
+                    s++;
+                }
+            }
+            if (*s == ']')
+                s++;
+        } else if (*s == '(') {
+            if (depth + 1 < ARRAY_LEN(sum)) {
+                depth++;
+                sum[depth] = last[depth] = 0;
+            }
+            s++;
+            continue;
+        } else if (*s == ')' && depth > 0) {
+            atom = sum[depth];
+            depth--;
+            s++;
+        } else if (*s == '{' && last[depth] > 0) {
+            /* {m}, {m,}, {m,n}, {,n}: the largest count multiplies the last atom. */
+            long m = -1, n = -1;
+            bool comma = false;
+            const char *e = read_count(s + 1, cap, &m);
+            if (*e == ',') {
+                comma = true;
+                e = read_count(e + 1, cap, &n);
+            }
+            if (*e == '}' && (m >= 0 || n >= 0)) {
+                long k = n >= 0 ? n : (comma ? m + 1 : m);
+                if (k < 1)
+                    k = 1;
+                long grown = last[depth] > cap / k ? cap + 1 : last[depth] * k;
+                sum[depth] += grown - last[depth];
+                if (sum[depth] > cap)
+                    sum[depth] = cap + 1;
+                last[depth] = grown;
+                s = e + 1;
+                continue;
+            }
+            s++;
+        } else if (*s == '*' || *s == '+' || *s == '?' || *s == '|' || *s == '^' ||
+                   *s == '$') {
+            /* Loops and anchors add no states worth counting; '|' adds both sides. */
+            s++;
+            continue;
+        } else {
+            s++;
+        }
+        sum[depth] += atom;
+        if (sum[depth] > cap)
+            sum[depth] = cap + 1;
+        last[depth] = atom;
+    }
+    /* Unclosed groups: regcomp rejects them; count what was seen. */
+    long total = 0;
+    for (size_t i = 0; i <= depth; i++)
+        total = total + sum[i] > cap ? cap + 1 : total + sum[i];
+    return total;
+}
+
+/* Compiles fv->text as a case-insensitive POSIX ERE. */
+static int like_compile(struct fvalue *fv, const char *name, struct query_error *err)
+{
+    if (fv->len > QUERY_MAX_LIKE)
+        return fail(err, QUERY_ERR_VALUE_TOO_LONG, name, "pattern longer than %d bytes",
+                    QUERY_MAX_LIKE);
+    long w = like_weight(fv->text, QUERY_MAX_LIKE_WEIGHT);
+    if (w < 0)
+        return fail(err, QUERY_ERR_BAD_REGEX, name, "back-references are not supported");
+    if (w > QUERY_MAX_LIKE_WEIGHT)
+        return fail(err, QUERY_ERR_BAD_REGEX, name,
+                    "pattern too large once repeats are expanded (limit %d)",
+                    QUERY_MAX_LIKE_WEIGHT);
+
+    regex_t *re = xmalloc(sizeof(*re));
+    int rc = regcomp(re, fv->text, REG_EXTENDED | REG_ICASE | REG_NOSUB);
+    if (rc != 0) {
+        char why[96];
+        regerror(rc, re, why, sizeof(why));
+        free(re);
+        return fail(err, QUERY_ERR_BAD_REGEX, name, "invalid regular expression: %s", why);
+    }
+    fv->re = re;
+    return 0;
+}
+
+/* ---- matching ---- */
+
+static bool scalar_eq(const struct fvalue *fv, const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_STRING:
+        return json_string_length(v) == fv->len &&
+               memcmp(json_string_value(v), fv->text, fv->len) == 0;
+    case JSON_INTEGER:
+        return fv->eq_int && json_integer_value(v) == fv->eq_i;
+    case JSON_REAL: {
+        double d = json_real_value(v);
+        return fv->eq_real && d == fv->eq_d && !signbit(d) == !signbit(fv->eq_d);
+    }
+    case JSON_TRUE:
+        return fv->lit == LIT_TRUE;
+    case JSON_FALSE:
+        return fv->lit == LIT_FALSE;
+    case JSON_NULL:
+        return fv->lit == LIT_NULL;
+    default:
+        return false;
+    }
+}
+
+/* null only ever equals "null": ranges and patterns skip it, as json-server does. */
+static bool scalar_range(const struct fvalue *fv, const json_t *v, bool gte)
+{
+    int c;
+
+    if (json_is_null(v))
+        return false;
+    if (json_is_number(v) && fv->is_num) {
+        struct num n;
+        json_num(v, &n);
+        c = num_cmp(&n, &fv->num);
+    } else {
+        char buf[CANON_MAX];
+        const char *s;
+        size_t len;
+        if (!scalar_text(v, buf, &s, &len))
+            return false;
+        c = bytes_cmp(s, len, fv->text, fv->len);
+    }
+    return gte ? c >= 0 : c <= 0;
+}
+
+static bool scalar_like(const struct fvalue *fv, const json_t *v)
+{
+    char buf[CANON_MAX];
+    const char *s;
+    size_t len;
+
+    if (json_is_null(v) || !scalar_text(v, buf, &s, &len))
+        return false;
+    /* REG_STARTEND: strings may hold NUL bytes; match the whole length. */
+    regmatch_t m = {.rm_so = 0, .rm_eo = (regoff_t)len};
+    return regexec(fv->re, s, 1, &m, REG_STARTEND) == 0;
+}
+
+static bool scalar_test(enum op op, const struct fvalue *fv, const json_t *v)
+{
+    switch (op) {
+    case OP_EQ:
+    case OP_NE:
+        return scalar_eq(fv, v);
+    case OP_GTE:
+        return scalar_range(fv, v, true);
+    case OP_LTE:
+        return scalar_range(fv, v, false);
+    case OP_LIKE:
+        return scalar_like(fv, v);
+    }
+    panic("query: bad op %d", (int)op);
+}
+
+/* An array passes when one of its scalar elements does. */
+static bool value_test(enum op op, const struct fvalue *fv, const json_t *v)
+{
+    if (!json_is_array(v))
+        return scalar_test(op, fv, v);
+    size_t n = json_array_size(v);
+    for (size_t i = 0; i < n; i++) {
+        const json_t *e = json_array_get(v, i);
+        if (!json_is_array(e) && !json_is_object(e) && scalar_test(op, fv, e))
+            return true;
+    }
+    return false;
+}
+
+/* A missing field fails every operator, _ne included (as json-server). */
+static bool filter_match(const struct filter *f, const json_t *doc)
+{
+    const json_t *v = path_get(&f->path, doc);
+    if (v == NULL)
+        return false;
+    if (f->op == OP_NE) {
+        for (size_t i = 0; i < f->nvalues; i++)
+            if (value_test(OP_EQ, &f->values[i], v))
+                return false;
+        return true;
+    }
+    for (size_t i = 0; i < f->nvalues; i++)
+        if (value_test(f->op, &f->values[i], v))
+            return true;
+    return false;
+}
+
+static inline unsigned char fold(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + ('a' - 'A')) : c;
+}
+
+/* Whether 'hay' contains 'needle' (already folded), ASCII case-insensitively. */
+static bool contains_fold(const char *hay, size_t n, const char *needle, size_t m)
+{
+    const unsigned char *h = (const unsigned char *)hay;
+    const unsigned char *nd = (const unsigned char *)needle;
+
+    if (m > n)
+        return false;
+    for (size_t i = 0; i + m <= n; i++) {
+        if (fold(h[i]) != nd[0])
+            continue;
+        size_t j = 1;
+        while (j < m && fold(h[i + j]) == nd[j])
+            j++;
+        if (j == m)
+            return true;
+    }
+    return false;
+}
+
+/* q: a string or number anywhere under 'v' (down to QUERY_MAX_DEPTH) contains the needle. */
+static bool text_search(const struct query *q, const json_t *v, int depth)
+{
+    char buf[CANON_MAX];
+    const char *s;
+    size_t len;
+
+    switch (json_typeof(v)) {
+    case JSON_STRING:
+    case JSON_INTEGER:
+    case JSON_REAL:
+        scalar_text(v, buf, &s, &len);
+        return contains_fold(s, len, q->needle, q->needle_len);
+    case JSON_ARRAY: {
+        if (depth >= QUERY_MAX_DEPTH)
+            return false;
+        size_t n = json_array_size(v);
+        for (size_t i = 0; i < n; i++)
+            if (text_search(q, json_array_get(v, i), depth + 1))
+                return true;
+        return false;
+    }
+    case JSON_OBJECT: {
+        if (depth >= QUERY_MAX_DEPTH)
+            return false;
+        /* The iterator API takes a non-const object but only reads it. */
+        json_t *obj = (json_t *)v;
+        for (void *it = json_object_iter(obj); it != NULL; it = json_object_iter_next(obj, it))
+            if (text_search(q, json_object_iter_value(it), depth + 1))
+                return true;
+        return false;
+    }
+    default:
+        return false;
+    }
+}
+
+bool query_match(const struct query *q, const json_t *doc)
+{
+    for (size_t i = 0; i < q->nfilters; i++)
+        if (!filter_match(&q->filters[i], doc))
+            return false;
+    if (q->needle != NULL && !text_search(q, doc, 0))
+        return false;
+    return true;
+}
+
+/* ---- sorting ---- */
+
+/* missing is NULL; null < false < true < numbers < strings < arrays < objects < missing. */
+static int type_rank(const json_t *v)
+{
+    if (v == NULL)
+        return 7;
+    switch (json_typeof(v)) {
+    case JSON_NULL:
+        return 0;
+    case JSON_FALSE:
+        return 1;
+    case JSON_TRUE:
+        return 2;
+    case JSON_INTEGER:
+    case JSON_REAL:
+        return 3;
+    case JSON_STRING:
+        return 4;
+    case JSON_ARRAY:
+        return 5;
+    case JSON_OBJECT:
+        return 6;
+    }
+    panic("query: bad json type");
+}
+
+/* A total preorder on values: see type_rank; arrays element by element; objects tie. */
+static int value_cmp(const json_t *a, const json_t *b, int depth)
+{
+    int ra = type_rank(a), rb = type_rank(b);
+    if (ra != rb)
+        return ra < rb ? -1 : 1;
+    switch (ra) {
+    case 3: {
+        struct num na, nb;
+        json_num(a, &na);
+        json_num(b, &nb);
+        return num_cmp(&na, &nb);
+    }
+    case 4:
+        return bytes_cmp(json_string_value(a), json_string_length(a), json_string_value(b),
+                         json_string_length(b));
+    case 5: {
+        if (depth >= QUERY_MAX_DEPTH)
+            return 0;
+        size_t na = json_array_size(a), nb = json_array_size(b);
+        for (size_t i = 0; i < na && i < nb; i++) {
+            int c = value_cmp(json_array_get(a, i), json_array_get(b, i), depth + 1);
+            if (c != 0)
+                return c;
+        }
+        return na < nb ? -1 : na > nb;
+    }
+    default:
+        return 0;
+    }
+}
+
+int query_compare(const struct query *q, const json_t *a, const json_t *b)
+{
+    for (size_t k = 0; k < q->nkeys; k++) {
+        int c = value_cmp(path_get(&q->keys[k].path, a), path_get(&q->keys[k].path, b), 0);
+        if (c != 0)
+            return q->keys[k].desc ? -c : c;
+    }
+    return 0;
+}
+
+/* Compares two rows of pre-resolved sort values. */
+static int row_cmp(const struct query *q, const json_t *const *ra, const json_t *const *rb)
+{
+    for (size_t k = 0; k < q->nkeys; k++) {
+        int c = value_cmp(ra[k], rb[k], 0);
+        if (c != 0)
+            return q->keys[k].desc ? -c : c;
+    }
+    return 0;
+}
+
+/*
+ * Bottom-up merge sort of a permutation: stable because a tie takes the left
+ * run first. Each row's key values are resolved once, not once per comparison.
+ */
+void query_sort(const struct query *q, struct query_item *items, size_t n)
+{
+    if (q->nkeys == 0 || n < 2)
+        return;
+    if (n > SIZE_MAX / sizeof(void *) / (q->nkeys + 4))
+        panic("query_sort: %zu items", n);
+
+    const json_t **rows = xmalloc(n * q->nkeys * sizeof(*rows));
+    size_t *perm = xmalloc(n * sizeof(*perm));
+    size_t *tmp = xmalloc(n * sizeof(*tmp));
+    for (size_t i = 0; i < n; i++) {
+        perm[i] = i;
+        for (size_t k = 0; k < q->nkeys; k++)
+            rows[i * q->nkeys + k] = path_get(&q->keys[k].path, items[i].doc);
+    }
+
+    size_t *src = perm, *dst = tmp;
+    for (size_t width = 1; width < n; width *= 2) {
+        for (size_t lo = 0; lo < n; lo += 2 * width) {
+            size_t mid = lo + width < n ? lo + width : n;
+            size_t hi = mid + width < n ? mid + width : n;
+            size_t i = lo, j = mid, o = lo;
+            while (i < mid && j < hi) {
+                if (row_cmp(q, rows + src[j] * q->nkeys, rows + src[i] * q->nkeys) < 0)
+                    dst[o++] = src[j++];
+                else
+                    dst[o++] = src[i++];
+            }
+            while (i < mid)
+                dst[o++] = src[i++];
+            while (j < hi)
+                dst[o++] = src[j++];
+        }
+        size_t *t = src;
+        src = dst;
+        dst = t;
+        if (width > SIZE_MAX / 2)
+            break;
+    }
+
+    struct query_item *copy = xmalloc(n * sizeof(*copy));
+    memcpy(copy, items, n * sizeof(*copy));
+    for (size_t i = 0; i < n; i++)
+        items[i] = copy[src[i]];
+    free(copy);
+    free(tmp);
+    free(perm);
+    free(rows);
+}
+
+/* ---- slicing and links ---- */
+
+static uint64_t page_size(const struct query *q)
+{
+    return q->has_limit ? q->limit : QUERY_DEFAULT_LIMIT;
+}
+
+void query_slice(const struct query *q, size_t total, size_t *from, size_t *to)
+{
+    uint64_t f = 0, t = total;
+
+    if (q->has_page) {
+        f = (q->page - 1) * page_size(q);
+        t = f + page_size(q);
+    } else if (q->has_end) {
+        f = q->has_start ? q->start : 0;
+        t = q->end;
+    } else if (q->has_limit) {
+        f = q->has_start ? q->start : 0;
+        t = f + q->limit;
+    } else if (q->has_start) {
+        f = q->start;
+    }
+    if (f > total)
+        f = total;
+    if (t > total)
+        t = total;
+    if (t < f)
+        t = f;
+    *from = (size_t)f;
+    *to = (size_t)t;
+}
+
+size_t query_apply(const struct query *q, struct query_item *items, size_t n, size_t *from,
+                   size_t *to)
+{
+    size_t kept = n;
+
+    if (query_has_filter(q)) {
+        kept = 0;
+        for (size_t i = 0; i < n; i++)
+            if (query_match(q, items[i].doc))
+                items[kept++] = items[i];
+    }
+    query_sort(q, items, kept);
+    query_slice(q, kept, from, to);
+    return kept;
+}
+
+/* Percent-encodes all but RFC 3986 unreserved bytes and those in 'keep'. */
+static void put_encoded(struct buf *b, const char *s, const char *keep)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        int rc;
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '.' || c == '_' || c == '~' || (c != 0 && strchr(keep, c))) {
+            rc = buf_append(b, s, 1);
+        } else {
+            char e[3] = {'%', hex[c >> 4], hex[c & 15]};
+            rc = buf_append(b, e, 3);
+        }
+        if (rc != 0)
+            panic("query_link: link too long");
+    }
+}
+
+/* Appends '<path?params with _page=page>; rel="rel"', comma-separated from the previous one. */
+static void put_link(struct buf *b, const char *path, const struct query_param *params, size_t n,
+                     uint64_t page, const char *rel)
+{
+    if (b->len > 0 && buf_puts(b, ", ") != 0)
+        panic("query_link: link too long");
+    if (buf_puts(b, "<") != 0)
+        panic("query_link: link too long");
+    put_encoded(b, path, "/");
+    for (size_t i = 0; i < n; i++) {
+        const char *name = params[i].name != NULL ? params[i].name : "";
+        if (buf_puts(b, i == 0 ? "?" : "&") != 0)
+            panic("query_link: link too long");
+        put_encoded(b, name, ",:@/");
+        if (strcmp(name, "_page") == 0) {
+            if (buf_printf(b, "=%" PRIu64, page) != 0)
+                panic("query_link: link too long");
+        } else if (params[i].value != NULL) {
+            if (buf_puts(b, "=") != 0)
+                panic("query_link: link too long");
+            put_encoded(b, params[i].value, ",:@/");
+        }
+    }
+    if (buf_printf(b, ">; rel=\"%s\"", rel) != 0)
+        panic("query_link: link too long");
+}
+
+/*
+ * json-server's utils.getPage: no links for an empty page; prev when past page
+ * 1; next when more follow; first and last unless the page holds everything.
+ */
+char *query_link(const struct query *q, const char *path, const struct query_param *params,
+                 size_t n, size_t total)
+{
+    if (!q->has_page)
+        return NULL;
+    uint64_t limit = page_size(q);
+    uint64_t start = (q->page - 1) * limit, end = q->page * limit;
+    if (start >= total)
+        return NULL;
+    bool whole = start == 0 && end >= total;
+    if (whole)
+        return NULL;
+
+    struct buf b;
+    buf_init(&b, SIZE_MAX / 2);
+    const char *p = path != NULL ? path : "";
+    put_link(&b, p, params, n, 1, "first");
+    if (q->page > 1)
+        put_link(&b, p, params, n, q->page - 1, "prev");
+    if (end < total)
+        put_link(&b, p, params, n, q->page + 1, "next");
+    put_link(&b, p, params, n, (total + limit - 1) / limit, "last");
+    return buf_steal(&b, NULL);
+}
+
+/* ---- parsing ---- */
+
+bool query_has_filter(const struct query *q)
+{
+    return q->nfilters > 0 || q->needle != NULL;
+}
+
+bool query_has_sort(const struct query *q)
+{
+    return q->nkeys > 0;
+}
+
+bool query_has_slice(const struct query *q)
+{
+    return q->has_page || q->has_limit || q->has_start || q->has_end;
+}
+
+bool query_has_page(const struct query *q)
+{
+    return q->has_page;
+}
+
+static void filter_cleanup(struct filter *f)
+{
+    for (size_t i = 0; i < f->nvalues; i++) {
+        if (f->values[i].re != NULL) {
+            regfree(f->values[i].re);
+            free(f->values[i].re);
+        }
+        free(f->values[i].text);
+    }
+    free(f->values);
+    path_cleanup(&f->path);
+    free(f->name);
+}
+
+void query_free(struct query *q)
+{
+    if (q == NULL)
+        return;
+    for (size_t i = 0; i < q->nfilters; i++)
+        filter_cleanup(&q->filters[i]);
+    free(q->filters);
+    for (size_t k = 0; k < q->nkeys; k++)
+        path_cleanup(&q->keys[k].path);
+    free(q->needle);
+    free(q);
+}
+
+static bool has_suffix(const char *s, size_t len, const char *suffix)
+{
+    size_t n = strlen(suffix);
+    return len > n && memcmp(s + len - n, suffix, n) == 0;
+}
+
+static int path_fail(int rc, struct query_error *err, const char *name)
+{
+    if (rc == -E2BIG)
+        return fail(err, QUERY_ERR_BAD_PATH, name, "path has more than %d segments",
+                    QUERY_MAX_PATH_SEGMENTS);
+    return fail(err, QUERY_ERR_BAD_PATH, name, "empty path segment");
+}
+
+/* Adds one value of a field filter, grouping it with earlier ones of the same name. */
+static int add_filter(struct query *q, const char *name, size_t nlen, const char *value,
+                      size_t vlen, struct query_error *err)
+{
+    struct filter *f = NULL;
+    int rc;
+
+    for (size_t i = 0; i < q->nfilters; i++)
+        if (strcmp(q->filters[i].name, name) == 0)
+            f = &q->filters[i];
+    if (f == NULL) {
+        /* q->filters has room for QUERY_MAX_PARAMS entries. */
+        f = &q->filters[q->nfilters++];
+        memset(f, 0, sizeof(*f));
+        f->name = xstrndup(name, nlen);
+        size_t plen = nlen;
+        if (has_suffix(name, nlen, "_gte"))
+            f->op = OP_GTE, plen -= 4;
+        else if (has_suffix(name, nlen, "_lte"))
+            f->op = OP_LTE, plen -= 4;
+        else if (has_suffix(name, nlen, "_ne"))
+            f->op = OP_NE, plen -= 3;
+        else if (has_suffix(name, nlen, "_like"))
+            f->op = OP_LIKE, plen -= 5;
+        else
+            f->op = OP_EQ;
+        rc = path_parse(&f->path, name, plen);
+        if (rc != 0)
+            return path_fail(rc, err, name);
+    }
+
+    f->values = xrealloc(f->values, (f->nvalues + 1) * sizeof(*f->values));
+    struct fvalue *fv = &f->values[f->nvalues++];
+    memset(fv, 0, sizeof(*fv));
+    fv->text = xstrndup(value, vlen);
+    fv->len = vlen;
+    classify(fv);
+    if (f->op == OP_LIKE)
+        return like_compile(fv, name, err);
+    return 0;
+}
+
+/* _sort=a,b.c and _order=asc,desc (entries may be empty: asc). */
+static int parse_sort(struct query *q, const char *sort, const char *order,
+                      struct query_error *err)
+{
+    const char *s = sort;
+    int rc;
+
+    for (;;) {
+        size_t len = strcspn(s, ",");
+        if (len == 0)
+            return fail(err, QUERY_ERR_BAD_SORT, "_sort", "empty sort key");
+        if (q->nkeys == QUERY_MAX_SORT_KEYS)
+            return fail(err, QUERY_ERR_BAD_SORT, "_sort", "more than %d sort keys",
+                        QUERY_MAX_SORT_KEYS);
+        struct sort_key *k = &q->keys[q->nkeys++];
+        k->desc = false;
+        rc = path_parse(&k->path, s, len);
+        if (rc != 0)
+            return path_fail(rc, err, "_sort");
+        if (s[len] == '\0')
+            break;
+        s += len + 1;
+    }
+    if (order == NULL)
+        return 0;
+
+    s = order;
+    for (size_t i = 0;; i++) {
+        size_t len = strcspn(s, ",");
+        if (i == q->nkeys)
+            return fail(err, QUERY_ERR_BAD_SORT, "_order", "more _order entries than _sort keys");
+        if (len == 4 && strncasecmp(s, "desc", 4) == 0)
+            q->keys[i].desc = true;
+        else if (!(len == 0 || (len == 3 && strncasecmp(s, "asc", 3) == 0)))
+            return fail(err, QUERY_ERR_BAD_SORT, "_order", "entries must be asc or desc");
+        if (s[len] == '\0')
+            break;
+        s += len + 1;
+    }
+    return 0;
+}
+
+static int parse_count(const char *name, const char *value, int64_t min, int64_t max,
+                       uint64_t *out, struct query_error *err)
+{
+    int64_t v;
+    if (parse_i64(value, min, max, &v) != 0)
+        return fail(err, QUERY_ERR_BAD_NUMBER, name, "must be an integer from %" PRId64
+                    " to %" PRId64, min, max);
+    *out = (uint64_t)v;
+    return 0;
+}
+
+/* The parameters that are not field filters; each may appear once. */
+enum ctl { CTL_Q, CTL_SORT, CTL_ORDER, CTL_PAGE, CTL_LIMIT, CTL_START, CTL_END, CTL_COUNT };
+
+static const char *const ctl_names[CTL_COUNT] = {
+    [CTL_Q] = "q",         [CTL_SORT] = "_sort",   [CTL_ORDER] = "_order", [CTL_PAGE] = "_page",
+    [CTL_LIMIT] = "_limit", [CTL_START] = "_start", [CTL_END] = "_end",
+};
+
+/* Interprets the control values gathered by query_parse (NULL: absent). */
+static int parse_controls(struct query *q, const char *const *ctl, struct query_error *err)
+{
+    static const struct {
+        enum ctl which;
+        int64_t min, max;
+    } counts[] = {
+        {CTL_PAGE, 1, QUERY_MAX_OFFSET},
+        {CTL_LIMIT, 0, QUERY_MAX_LIMIT},
+        {CTL_START, 0, QUERY_MAX_OFFSET},
+        {CTL_END, 0, QUERY_MAX_OFFSET},
+    };
+    uint64_t *dst[CTL_COUNT] = {
+        [CTL_PAGE] = &q->page, [CTL_LIMIT] = &q->limit,
+        [CTL_START] = &q->start, [CTL_END] = &q->end,
+    };
+    int rc;
+
+    for (size_t i = 0; i < ARRAY_LEN(counts); i++) {
+        const char *v = ctl[counts[i].which];
+        if (v == NULL)
+            continue;
+        rc = parse_count(ctl_names[counts[i].which], v, counts[i].min, counts[i].max,
+                         dst[counts[i].which], err);
+        if (rc != 0)
+            return rc;
+    }
+    q->has_page = ctl[CTL_PAGE] != NULL;
+    q->has_limit = ctl[CTL_LIMIT] != NULL;
+    q->has_start = ctl[CTL_START] != NULL;
+    q->has_end = ctl[CTL_END] != NULL;
+
+    if (q->has_page && (q->has_start || q->has_end))
+        return fail(err, QUERY_ERR_CONFLICT, "_page", "cannot be combined with %s",
+                    q->has_start ? "_start" : "_end");
+    if (q->has_page && q->has_limit && q->limit == 0)
+        return fail(err, QUERY_ERR_BAD_NUMBER, "_limit", "must be at least 1 with _page");
+    if (q->has_end && q->has_limit)
+        return fail(err, QUERY_ERR_CONFLICT, "_end", "cannot be combined with _limit");
+
+    if (ctl[CTL_ORDER] != NULL && ctl[CTL_SORT] == NULL)
+        return fail(err, QUERY_ERR_CONFLICT, "_order", "given without _sort");
+    if (ctl[CTL_SORT] != NULL) {
+        rc = parse_sort(q, ctl[CTL_SORT], ctl[CTL_ORDER], err);
+        if (rc != 0)
+            return rc;
+    }
+
+    const char *text = ctl[CTL_Q];
+    if (text != NULL && text[0] != '\0') {
+        size_t len = strlen(text);
+        if (len > QUERY_MAX_Q)
+            return fail(err, QUERY_ERR_VALUE_TOO_LONG, "q", "longer than %d bytes", QUERY_MAX_Q);
+        q->needle = xstrndup(text, len);
+        q->needle_len = len;
+        for (size_t j = 0; j < len; j++)
+            q->needle[j] = (char)fold((unsigned char)q->needle[j]);
+    }
+    return 0;
+}
+
+int query_parse(const struct query_param *params, size_t n, struct query **out,
+                struct query_error *err)
+{
+    const char *ctl[CTL_COUNT] = {NULL};
+    struct query *q = NULL;
+    int rc;
+
+    *out = NULL;
+    err->code = QUERY_OK;
+    err->param[0] = err->message[0] = '\0';
+    if (n > QUERY_MAX_PARAMS) {
+        rc = fail(err, QUERY_ERR_TOO_MANY, NULL, "more than %d query parameters",
+                  QUERY_MAX_PARAMS);
+        goto out_fail;
+    }
+
+    q = xcalloc(1, sizeof(*q));
+    q->filters = xcalloc(n, sizeof(*q->filters));
+
+    for (size_t i = 0; i < n; i++) {
+        const char *name = params[i].name;
+        const char *value = params[i].value != NULL ? params[i].value : "";
+        size_t nlen = name != NULL ? strnlen(name, QUERY_MAX_NAME + 1) : 0;
+        size_t vlen = strnlen(value, QUERY_MAX_VALUE + 1);
+
+        if (nlen == 0) {
+            rc = fail(err, QUERY_ERR_EMPTY_NAME, NULL, "empty query parameter name");
+            goto out_fail;
+        }
+        if (nlen > QUERY_MAX_NAME) {
+            rc = fail(err, QUERY_ERR_NAME_TOO_LONG, name, "name longer than %d bytes",
+                      QUERY_MAX_NAME);
+            goto out_fail;
+        }
+        if (vlen > QUERY_MAX_VALUE) {
+            rc = fail(err, QUERY_ERR_VALUE_TOO_LONG, name, "value longer than %d bytes",
+                      QUERY_MAX_VALUE);
+            goto out_fail;
+        }
+        if (strcmp(name, "_") == 0)
+            continue; /* jQuery's cache buster; json-server ignores it too */
+
+        size_t c = 0;
+        while (c < CTL_COUNT && strcmp(name, ctl_names[c]) != 0)
+            c++;
+        if (c < CTL_COUNT) {
+            if (ctl[c] != NULL) {
+                rc = fail(err, QUERY_ERR_REPEATED, name, "given more than once");
+                goto out_fail;
+            }
+            ctl[c] = value;
+            continue;
+        }
+        if (name[0] == '_') {
+            rc = fail(err, QUERY_ERR_UNSUPPORTED, name, "not supported");
+            goto out_fail;
+        }
+        rc = add_filter(q, name, nlen, value, vlen, err);
+        if (rc != 0)
+            goto out_fail;
+    }
+
+    rc = parse_controls(q, ctl, err);
+    if (rc != 0)
+        goto out_fail;
+    *out = q;
+    return 0;
+
+out_fail:
+    query_free(q);
+    return rc;
+}

@@ -1,0 +1,139 @@
+/*
+ * src/query.h -- the json-server 0.17 list query dialect over jansson values (query.c).
+ *
+ * A pure library: no I/O, no locks, no globals. query_parse turns the decoded
+ * query parameters of one request into a 'struct query' (all regexes compiled,
+ * paths split, numbers parsed); the list handler then filters, sorts and slices
+ * the documents of one snapshot with it. docs/QUERY.md is the dialect reference.
+ *
+ * Documents are only ever read (they are shared, immutable snapshot values read
+ * by many threads at once). A 'struct query' belongs to one request and one
+ * thread; query_match and query_compare do not allocate.
+ */
+#ifndef CAIRN_QUERY_H
+#define CAIRN_QUERY_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Input limits; anything beyond them is a 400, never truncated. */
+#define QUERY_MAX_PARAMS 64          /* (name, value) pairs per request */
+#define QUERY_MAX_NAME 256           /* bytes in a parameter name */
+#define QUERY_MAX_VALUE 4096         /* bytes in a parameter value */
+#define QUERY_MAX_LIKE 256           /* bytes in a _like pattern */
+#define QUERY_MAX_LIKE_WEIGHT 256    /* pattern size with {m,n} repeats expanded */
+#define QUERY_MAX_Q 256              /* bytes in the q full-text needle */
+#define QUERY_MAX_PATH_SEGMENTS 16   /* segments in a dotted path */
+#define QUERY_MAX_SORT_KEYS 8        /* keys in _sort */
+#define QUERY_MAX_LIMIT 10000        /* largest _limit */
+#define QUERY_DEFAULT_LIMIT 10       /* page size for _page without _limit */
+#define QUERY_MAX_OFFSET 1000000000  /* largest _page, _start, _end */
+#define QUERY_MAX_DEPTH 64           /* nesting searched by q and compared by _sort */
+
+enum query_errc {
+    QUERY_OK = 0,
+    QUERY_ERR_TOO_MANY,       /* more than QUERY_MAX_PARAMS pairs */
+    QUERY_ERR_EMPTY_NAME,     /* "=x" or a NULL name */
+    QUERY_ERR_NAME_TOO_LONG,  /* name longer than QUERY_MAX_NAME */
+    QUERY_ERR_VALUE_TOO_LONG, /* value (or _like pattern, or q) over its limit */
+    QUERY_ERR_UNSUPPORTED,    /* a '_' parameter we do not implement (_embed, _foo) */
+    QUERY_ERR_REPEATED,       /* q, _sort, _order, _page, _limit, _start, _end given twice */
+    QUERY_ERR_BAD_NUMBER,     /* _page/_limit/_start/_end not an integer in range */
+    QUERY_ERR_BAD_PATH,       /* empty path segment, too many segments */
+    QUERY_ERR_BAD_REGEX,      /* regcomp failed, back-reference, or too heavy */
+    QUERY_ERR_BAD_SORT,       /* empty _sort key, too many keys, bad _order */
+    QUERY_ERR_CONFLICT,       /* _order without _sort, _page with _start/_end, ... */
+};
+
+/* One decoded query parameter, in request order. A NULL value means "name" with no '='. */
+struct query_param {
+    const char *name;
+    const char *value;
+};
+
+/*
+ * Why query_parse failed. 'message' is short, names the parameter, and is
+ * printable ASCII (other bytes of the name become '?'), ready for a problem+json
+ * "detail" (still JSON-escape it). 'param' is the same sanitized, possibly
+ * truncated name.
+ */
+struct query_error {
+    enum query_errc code;
+    char param[72];
+    char message[256];
+};
+
+/* A list entry: the document and the caller's own record for it (say, prepared bytes). */
+struct query_item {
+    const json_t *doc;
+    const void *ref;
+};
+
+struct query; /* opaque, per request */
+
+/*
+ * Parses the parameters. Returns 0 and sets *out (free with query_free), or
+ * -EINVAL with *out = NULL and 'err' filled in. Borrowed: 'params' is only read
+ * during the call; nothing of it is kept.
+ */
+int query_parse(const struct query_param *params, size_t n, struct query **out,
+                struct query_error *err);
+void query_free(struct query *q);
+
+/* True when a field filter or a non-empty q is present. */
+bool query_has_filter(const struct query *q);
+/* True when _sort is present. */
+bool query_has_sort(const struct query *q);
+/* True when _page, _limit, _start or _end is present (json-server only sends X-Total-Count then). */
+bool query_has_slice(const struct query *q);
+/* True when _page is present: a Link header is due (see query_link). */
+bool query_has_page(const struct query *q);
+
+/* Whether 'doc' passes every filter and q. Borrowed 'doc', read only; no allocation. */
+bool query_match(const struct query *q, const json_t *doc);
+
+/*
+ * Orders two documents by the _sort keys: <0, 0 or >0. Without _sort every
+ * pair compares equal. No allocation.
+ */
+int query_compare(const struct query *q, const json_t *a, const json_t *b);
+
+/*
+ * Stable sort of 'items' by the _sort keys (ties keep their order). A no-op
+ * without _sort. Allocates O(n) scratch once per call.
+ */
+void query_sort(const struct query *q, struct query_item *items, size_t n);
+
+/*
+ * The slice [*from, *to) of 'total' filtered, sorted items that the reply
+ * carries (_page/_limit, _start/_end, _start/_limit; everything otherwise).
+ * Always 0 <= *from <= *to <= total.
+ */
+void query_slice(const struct query *q, size_t total, size_t *from, size_t *to);
+
+/*
+ * The whole pipeline over 'items' (in insertion order): drops the items that
+ * do not match (compacting the array in place, order kept), sorts the rest and
+ * computes the slice. Returns the match count, the X-Total-Count value; the
+ * reply is items[*from .. *to).
+ */
+size_t query_apply(const struct query *q, struct query_item *items, size_t n, size_t *from,
+                   size_t *to);
+
+/*
+ * The Link header value for a _page request, as json-server 0.17 builds it
+ * (first, prev, next, last as applicable) but with relative URLs:
+ * '</v1/posts?_page=1&_limit=10>; rel="first", ...'. 'path' is the decoded
+ * public path without the query; 'params' are the same pairs given to
+ * query_parse, re-encoded in their order with only _page changed. 'total' is
+ * the match count. New heap string (free() it), or NULL when no Link is due.
+ */
+char *query_link(const struct query *q, const char *path, const struct query_param *params,
+                 size_t n, size_t total);
+
+/* A stable name for an error code ("bad-number"), for logs and problem types. */
+const char *query_errc_name(enum query_errc code);
+
+#endif
