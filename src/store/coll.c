@@ -1,0 +1,185 @@
+/* src/store/coll.c -- see coll.h. */
+#include "store/coll.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+struct coll {
+    _Atomic uint32_t refs;
+    uint64_t rev;
+    uint64_t next_seq;
+    uint64_t n_str_ids;  /* members whose "id" is a JSON string */
+    int64_t max_int_id;  /* high-water mark of integer ids, 0 when none */
+    struct pmap by_id;   /* the same docs in two orders */
+    struct pmap by_seq;
+    char name[];
+};
+
+static _Atomic uint64_t live_colls;
+
+const char *coll_name(const struct coll *c)
+{
+    return c->name;
+}
+
+size_t coll_count(const struct coll *c)
+{
+    return pmap_count(&c->by_id);
+}
+
+uint64_t coll_revision(const struct coll *c)
+{
+    return c->rev;
+}
+
+struct doc *coll_get(const struct coll *c, const char *id, size_t len)
+{
+    struct pmap_key k = {.id = id, .len = len};
+    return pmap_get(&c->by_id, &k);
+}
+
+struct doc *coll_at(const struct coll *c, size_t k)
+{
+    return pmap_at(&c->by_seq, k);
+}
+
+size_t coll_index_of(const struct coll *c, const struct doc *d)
+{
+    struct pmap_key k = {.seq = d->seq};
+    return pmap_rank(&c->by_seq, &k);
+}
+
+void coll_iter_init(struct coll_iter *it, const struct coll *c, size_t start)
+{
+    pmap_iter_init(&it->it, &c->by_seq, start);
+}
+
+struct doc *coll_iter_next(struct coll_iter *it)
+{
+    return pmap_iter_next(&it->it);
+}
+
+bool coll_ids_all_int(const struct coll *c)
+{
+    return c->n_str_ids == 0;
+}
+
+int64_t coll_max_int_id(const struct coll *c)
+{
+    return c->max_int_id;
+}
+
+uint64_t coll_next_seq(const struct coll *c)
+{
+    return c->next_seq;
+}
+
+struct coll *coll_retain(const struct coll *cc)
+{
+    struct coll *c = (struct coll *)cc; /* refs is the one mutable field */
+    if (c != NULL) {
+        uint32_t old = atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+        if (old == 0 || old == UINT32_MAX)
+            panic("coll_retain: refcount %" PRIu32 " on %p", old, (void *)c);
+    }
+    return c;
+}
+
+void coll_release(struct coll *c)
+{
+    uint32_t old;
+
+    if (c == NULL)
+        return;
+    old = atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel);
+    if (old == 0)
+        panic("coll_release: refcount underflow on %p", (void *)c);
+    if (old != 1)
+        return;
+    pmap_cleanup(&c->by_id);
+    pmap_cleanup(&c->by_seq);
+    free(c);
+    atomic_fetch_sub_explicit(&live_colls, 1, memory_order_relaxed);
+}
+
+static struct coll *alloc(const char *name, uint64_t rev)
+{
+    size_t n = strlen(name);
+    struct coll *c = xmalloc(sizeof(*c) + n + 1);
+
+    atomic_init(&c->refs, 1);
+    c->rev = rev;
+    c->next_seq = 1;
+    c->n_str_ids = 0;
+    c->max_int_id = 0;
+    pmap_init(&c->by_id, PMAP_BY_ID);
+    pmap_init(&c->by_seq, PMAP_BY_SEQ);
+    memcpy(c->name, name, n + 1);
+    atomic_fetch_add_explicit(&live_colls, 1, memory_order_relaxed);
+    return c;
+}
+
+struct coll *coll_new(const char *name, uint64_t rev)
+{
+    return alloc(name, rev);
+}
+
+/* A new version header with the same name and counters as 'c'; maps left empty. */
+static struct coll *clone_header(const struct coll *c, uint64_t rev)
+{
+    struct coll *n = alloc(c->name, rev);
+
+    n->next_seq = c->next_seq;
+    n->n_str_ids = c->n_str_ids;
+    n->max_int_id = c->max_int_id;
+    return n;
+}
+
+struct coll *coll_with(const struct coll *c, struct doc *d, uint64_t rev)
+{
+    struct doc *old = coll_get(c, d->id, d->id_len);
+    struct coll *n = clone_header(c, rev);
+
+    if (old != NULL) {
+        if (old->seq != d->seq)
+            panic("coll_with: replacing '%s' with seq %" PRIu64 " != %" PRIu64, d->id, d->seq,
+                  old->seq);
+        n->n_str_ids -= !old->int_id;
+    } else if (d->seq != c->next_seq) {
+        panic("coll_with: new doc '%s' has seq %" PRIu64 ", expected %" PRIu64, d->id, d->seq,
+              c->next_seq);
+    } else {
+        n->next_seq = d->seq + 1;
+    }
+    n->n_str_ids += !d->int_id;
+    if (d->int_id && d->int_val > n->max_int_id)
+        n->max_int_id = d->int_val;
+    n->by_id = pmap_put(&c->by_id, d, NULL);
+    n->by_seq = pmap_put(&c->by_seq, d, NULL);
+    return n;
+}
+
+struct coll *coll_without(const struct coll *c, const char *id, size_t len, uint64_t rev)
+{
+    struct doc *old = coll_get(c, id, len);
+    struct coll *n;
+    struct pmap_key kid = {.id = id, .len = len};
+    struct pmap_key kseq = {.seq = 0};
+
+    if (old == NULL)
+        panic("coll_without: no doc '%.*s' in '%s'", (int)len, id, c->name);
+    kseq.seq = old->seq;
+    n = clone_header(c, rev);
+    n->n_str_ids -= !old->int_id;
+    n->by_id = pmap_del(&c->by_id, &kid, NULL);
+    n->by_seq = pmap_del(&c->by_seq, &kseq, NULL);
+    return n;
+}
+
+uint64_t coll_live(void)
+{
+    return atomic_load_explicit(&live_colls, memory_order_relaxed);
+}

@@ -1,0 +1,75 @@
+/* src/store/coll.h -- immutable versions of a collection (coll.c). */
+#ifndef CAIRN_STORE_COLL_H
+#define CAIRN_STORE_COLL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/doc.h"
+#include "store/pmap.h"
+
+/*
+ * One version of a named collection: its docs by id and by insertion
+ * sequence (two pmaps sharing the same docs), plus what POST needs to pick
+ * the next id. A version is never modified after coll_new()/coll_with()/
+ * coll_without() return it; every reader function is safe from any thread
+ * holding the snapshot (or a reference) that contains it.
+ */
+struct coll;
+
+/* --- Readers. Borrowed results are valid while the caller holds 'c' (or its snapshot). --- */
+
+const char *coll_name(const struct coll *c);
+size_t coll_count(const struct coll *c);
+/* Global revision of the last write to this collection (its creation counts). */
+uint64_t coll_revision(const struct coll *c);
+
+/* Borrowed: the doc whose id key is id[0..len), or NULL. O(log n). */
+struct doc *coll_get(const struct coll *c, const char *id, size_t len);
+
+/* Borrowed: the k-th doc (0-based) in insertion order, or NULL. O(log n). */
+struct doc *coll_at(const struct coll *c, size_t k);
+
+/* Position of 'd' (a member) in insertion order. O(log n). */
+size_t coll_index_of(const struct coll *c, const struct doc *d);
+
+/* In insertion order, starting at position 'start'; O(log n) to start, O(1) amortised per doc. */
+struct coll_iter {
+    struct pmap_iter it;
+};
+void coll_iter_init(struct coll_iter *it, const struct coll *c, size_t start);
+/* Borrowed: the next doc, or NULL at the end. */
+struct doc *coll_iter_next(struct coll_iter *it);
+
+/* True when every id is a JSON integer (or there are none): POST then picks integers. */
+bool coll_ids_all_int(const struct coll *c);
+/* Highest integer id ever stored here, 0 if none (ids freed by DELETE are not reused). */
+int64_t coll_max_int_id(const struct coll *c);
+/* Sequence number the next new doc gets (starts at 1). */
+uint64_t coll_next_seq(const struct coll *c);
+
+/* Returns 'c' with one more reference (the count is the one mutable field). */
+struct coll *coll_retain(const struct coll *c);
+/* Drops a reference; the last one releases the maps (and docs only they hold). */
+void coll_release(struct coll *c);
+
+/* --- Writer side (store.c): each returns a new version and leaves 'c' untouched. --- */
+
+/* New reference: an empty collection 'name' (copied) created at revision 'rev'. */
+struct coll *coll_new(const char *name, uint64_t rev);
+
+/*
+ * New reference: 'c' with 'd' added, or replacing the doc with the same id
+ * (which must have the same seq), at revision 'rev'. 'd' is borrowed and
+ * retained. A new doc's seq must be coll_next_seq(c).
+ */
+struct coll *coll_with(const struct coll *c, struct doc *d, uint64_t rev);
+
+/* New reference: 'c' without the doc keyed id[0..len) (which must exist), at revision 'rev'. */
+struct coll *coll_without(const struct coll *c, const char *id, size_t len, uint64_t rev);
+
+/* Number of collection versions currently allocated (debug counter). */
+uint64_t coll_live(void);
+
+#endif
