@@ -35,12 +35,12 @@
 struct seg {
     const char *key; /* into path.buf, not NUL-terminated */
     size_t len;
-    long index;      /* the array index this segment names, or -1 */
+    long index; /* the array index this segment names, or -1 */
 };
 
 /* A dotted path ("author.name"), split once at parse time. */
 struct path {
-    char *buf;       /* owned copy of the whole path */
+    char *buf; /* owned copy of the whole path */
     size_t len;
     struct seg seg[QUERY_MAX_PATH_SEGMENTS];
     size_t nseg;
@@ -59,21 +59,21 @@ struct num {
 
 /* One value of a filter, classified once. */
 struct fvalue {
-    char *text;          /* owned copy */
+    char *text; /* owned copy */
     size_t len;
-    enum lit lit;        /* the text is "true", "false" or "null" */
-    bool eq_int;         /* the text is the canonical decimal of eq_i */
+    enum lit lit; /* the text is "true", "false" or "null" */
+    bool eq_int;  /* the text is the canonical decimal of eq_i */
     json_int_t eq_i;
-    bool eq_real;        /* the text is the canonical form of the real eq_d */
+    bool eq_real; /* the text is the canonical form of the real eq_d */
     double eq_d;
-    bool is_num;         /* the text reads as a number: ranges compare numerically */
+    bool is_num; /* the text reads as a number: ranges compare numerically */
     struct num num;
-    regex_t *re;         /* _like only */
+    regex_t *re; /* _like only */
 };
 
 /* All values of one parameter name: OR for =, _gte, _lte, _like; AND for _ne. */
 struct filter {
-    char *name;          /* the whole parameter name: groups repeats */
+    char *name; /* the whole parameter name: groups repeats */
     enum op op;
     struct path path;
     struct fvalue *values;
@@ -88,7 +88,7 @@ struct sort_key {
 struct query {
     struct filter *filters;
     size_t nfilters;
-    char *needle;        /* q, ASCII-lowercased; NULL when absent or empty */
+    char *needle; /* q, ASCII-lowercased; NULL when absent or empty */
     size_t needle_len;
     struct sort_key keys[QUERY_MAX_SORT_KEYS];
     size_t nkeys;
@@ -125,9 +125,11 @@ const char *query_errc_name(enum query_errc code)
  * "query parameter '<name>': <detail>" (or just the detail when name is NULL).
  * Returns -EINVAL so callers can 'return fail(...)'.
  */
-__attribute__((format(printf, 4, 5)))
-static int fail(struct query_error *err, enum query_errc code, const char *name,
-                const char *fmt, ...)
+static int fail(struct query_error *err, enum query_errc code, const char *name, const char *fmt,
+                ...) __attribute__((format(printf, 4, 5)));
+
+static int fail(struct query_error *err, enum query_errc code, const char *name, const char *fmt,
+                ...)
 {
     char detail[160];
     va_list ap;
@@ -471,8 +473,7 @@ static long like_weight(const char *pat, long cap)
                 continue;
             }
             s++;
-        } else if (*s == '*' || *s == '+' || *s == '?' || *s == '|' || *s == '^' ||
-                   *s == '$') {
+        } else if (*s == '*' || *s == '+' || *s == '?' || *s == '|' || *s == '^' || *s == '$') {
             /* Loops and anchors add no states worth counting; '|' adds both sides. */
             s++;
             continue;
@@ -1061,8 +1062,7 @@ static int add_filter(struct query *q, const char *name, size_t nlen, const char
 }
 
 /* _sort=a,b.c and _order=asc,desc (entries may be empty: asc). */
-static int parse_sort(struct query *q, const char *sort, const char *order,
-                      struct query_error *err)
+static int parse_sort(struct query *q, const char *sort, const char *order, struct query_error *err)
 {
     const char *s = sort;
     int rc;
@@ -1102,13 +1102,13 @@ static int parse_sort(struct query *q, const char *sort, const char *order,
     return 0;
 }
 
-static int parse_count(const char *name, const char *value, int64_t min, int64_t max,
-                       uint64_t *out, struct query_error *err)
+static int parse_count(const char *name, const char *value, int64_t min, int64_t max, uint64_t *out,
+                       struct query_error *err)
 {
     int64_t v;
     if (parse_i64(value, min, max, &v) != 0)
-        return fail(err, QUERY_ERR_BAD_NUMBER, name, "must be an integer from %" PRId64
-                    " to %" PRId64, min, max);
+        return fail(err, QUERY_ERR_BAD_NUMBER, name,
+                    "must be an integer from %" PRId64 " to %" PRId64, min, max);
     *out = (uint64_t)v;
     return 0;
 }
@@ -1117,7 +1117,7 @@ static int parse_count(const char *name, const char *value, int64_t min, int64_t
 enum ctl { CTL_Q, CTL_SORT, CTL_ORDER, CTL_PAGE, CTL_LIMIT, CTL_START, CTL_END, CTL_COUNT };
 
 static const char *const ctl_names[CTL_COUNT] = {
-    [CTL_Q] = "q",         [CTL_SORT] = "_sort",   [CTL_ORDER] = "_order", [CTL_PAGE] = "_page",
+    [CTL_Q] = "q",          [CTL_SORT] = "_sort",   [CTL_ORDER] = "_order", [CTL_PAGE] = "_page",
     [CTL_LIMIT] = "_limit", [CTL_START] = "_start", [CTL_END] = "_end",
 };
 
@@ -1134,8 +1134,10 @@ static int parse_controls(struct query *q, const char *const *ctl, struct query_
         {CTL_END, 0, QUERY_MAX_OFFSET},
     };
     uint64_t *dst[CTL_COUNT] = {
-        [CTL_PAGE] = &q->page, [CTL_LIMIT] = &q->limit,
-        [CTL_START] = &q->start, [CTL_END] = &q->end,
+        [CTL_PAGE] = &q->page,
+        [CTL_LIMIT] = &q->limit,
+        [CTL_START] = &q->start,
+        [CTL_END] = &q->end,
     };
     int rc;
 
@@ -1193,8 +1195,7 @@ int query_parse(const struct query_param *params, size_t n, struct query **out,
     err->code = QUERY_OK;
     err->param[0] = err->message[0] = '\0';
     if (n > QUERY_MAX_PARAMS) {
-        rc = fail(err, QUERY_ERR_TOO_MANY, NULL, "more than %d query parameters",
-                  QUERY_MAX_PARAMS);
+        rc = fail(err, QUERY_ERR_TOO_MANY, NULL, "more than %d query parameters", QUERY_MAX_PARAMS);
         goto out_fail;
     }
 

@@ -19,18 +19,18 @@
 #include <stdint.h>
 
 /* Input limits; anything beyond them is a 400, never truncated. */
-#define QUERY_MAX_PARAMS 64          /* (name, value) pairs per request */
-#define QUERY_MAX_NAME 256           /* bytes in a parameter name */
-#define QUERY_MAX_VALUE 4096         /* bytes in a parameter value */
-#define QUERY_MAX_LIKE 256           /* bytes in a _like pattern */
-#define QUERY_MAX_LIKE_WEIGHT 256    /* pattern size with {m,n} repeats expanded */
-#define QUERY_MAX_Q 256              /* bytes in the q full-text needle */
-#define QUERY_MAX_PATH_SEGMENTS 16   /* segments in a dotted path */
-#define QUERY_MAX_SORT_KEYS 8        /* keys in _sort */
-#define QUERY_MAX_LIMIT 10000        /* largest _limit */
-#define QUERY_DEFAULT_LIMIT 10       /* page size for _page without _limit */
-#define QUERY_MAX_OFFSET 1000000000  /* largest _page, _start, _end */
-#define QUERY_MAX_DEPTH 64           /* nesting searched by q and compared by _sort */
+#define QUERY_MAX_PARAMS 64         /* (name, value) pairs per request */
+#define QUERY_MAX_NAME 256          /* bytes in a parameter name */
+#define QUERY_MAX_VALUE 4096        /* bytes in a parameter value */
+#define QUERY_MAX_LIKE 256          /* bytes in a _like pattern */
+#define QUERY_MAX_LIKE_WEIGHT 256   /* pattern size with {m,n} repeats expanded */
+#define QUERY_MAX_Q 256             /* bytes in the q full-text needle */
+#define QUERY_MAX_PATH_SEGMENTS 16  /* segments in a dotted path */
+#define QUERY_MAX_SORT_KEYS 8       /* keys in _sort */
+#define QUERY_MAX_LIMIT 10000       /* largest _limit */
+#define QUERY_DEFAULT_LIMIT 10      /* page size for _page without _limit */
+#define QUERY_MAX_OFFSET 1000000000 /* largest _page, _start, _end */
+#define QUERY_MAX_DEPTH 64          /* nesting searched by q and compared by _sort */
 
 enum query_errc {
     QUERY_OK = 0,
@@ -86,7 +86,7 @@ void query_free(struct query *q);
 bool query_has_filter(const struct query *q);
 /* True when _sort is present. */
 bool query_has_sort(const struct query *q);
-/* True when _page, _limit, _start or _end is present (json-server only sends X-Total-Count then). */
+/* True when _page, _limit, _start or _end is present (X-Total-Count in json-server). */
 bool query_has_slice(const struct query *q);
 /* True when _page is present: a Link header is due (see query_link). */
 bool query_has_page(const struct query *q);

@@ -179,6 +179,43 @@ struct coll *coll_without(const struct coll *c, const char *id, size_t len, uint
     return n;
 }
 
+static int cmp_by_id(const void *a, const void *b)
+{
+    return pmap_cmp(PMAP_BY_ID, *(struct doc *const *)a, *(struct doc *const *)b);
+}
+
+struct coll *coll_build(const char *name, uint64_t rev, struct doc *const *docs, size_t n,
+                        const struct doc **dup)
+{
+    struct doc **sorted = xmalloc((n ? n : 1) * sizeof(*sorted));
+    struct coll *c = NULL;
+
+    memcpy(sorted, docs, n * sizeof(*sorted));
+    qsort(sorted, n, sizeof(*sorted), cmp_by_id);
+    for (size_t i = 1; i < n; i++) {
+        if (pmap_cmp(PMAP_BY_ID, sorted[i - 1], sorted[i]) == 0) {
+            if (dup != NULL)
+                *dup = sorted[i];
+            goto out;
+        }
+    }
+    c = alloc(name, rev);
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0 && docs[i]->seq <= docs[i - 1]->seq)
+            panic("coll_build: seq %" PRIu64 " after %" PRIu64, docs[i]->seq, docs[i - 1]->seq);
+        c->n_str_ids += !docs[i]->int_id;
+        if (docs[i]->int_id && docs[i]->int_val > c->max_int_id)
+            c->max_int_id = docs[i]->int_val;
+    }
+    if (n > 0)
+        c->next_seq = docs[n - 1]->seq + 1;
+    c->by_seq = pmap_from_sorted(PMAP_BY_SEQ, docs, n);
+    c->by_id = pmap_from_sorted(PMAP_BY_ID, sorted, n);
+out:
+    free(sorted);
+    return c;
+}
+
 uint64_t coll_live(void)
 {
     return atomic_load_explicit(&live_colls, memory_order_relaxed);

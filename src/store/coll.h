@@ -66,6 +66,15 @@ struct coll *coll_new(const char *name, uint64_t rev);
  */
 struct coll *coll_with(const struct coll *c, struct doc *d, uint64_t rev);
 
+/*
+ * New reference: collection 'name' holding docs[0..n) (borrowed; retained),
+ * given in insertion order with strictly increasing seqs, at revision 'rev'.
+ * O(n log n) for sorting by id, 2n nodes. Returns NULL when two docs share
+ * an id; *dup (if not NULL) then points at one of them (borrowed).
+ */
+struct coll *coll_build(const char *name, uint64_t rev, struct doc *const *docs, size_t n,
+                        const struct doc **dup);
+
 /* New reference: 'c' without the doc keyed id[0..len) (which must exist), at revision 'rev'. */
 struct coll *coll_without(const struct coll *c, const char *id, size_t len, uint64_t rev);
 

@@ -210,6 +210,34 @@ static struct pmap_node *del(enum pmap_order order, const struct pmap_node *t,
     return balance(ref(t->l), doc_retain(t->doc), del(order, t->r, k));
 }
 
+int pmap_cmp(enum pmap_order order, const struct doc *a, const struct doc *b)
+{
+    struct pmap_key k = key_of(a);
+    return cmp_key(order, &k, b);
+}
+
+/* New reference: the perfectly balanced tree of docs[0..n). */
+static struct pmap_node *from_sorted(struct doc *const *docs, size_t n)
+{
+    size_t mid = n / 2;
+
+    if (n == 0)
+        return NULL;
+    return mk(from_sorted(docs, mid), doc_retain(docs[mid]), from_sorted(docs + mid + 1, n - mid - 1));
+}
+
+struct pmap pmap_from_sorted(enum pmap_order order, struct doc *const *docs, size_t n)
+{
+    struct pmap m = {.order = order};
+
+    for (size_t i = 1; i < n; i++)
+        if (pmap_cmp(order, docs[i - 1], docs[i]) >= 0)
+            panic("pmap_from_sorted: docs %zu and %zu out of order", i - 1, i);
+    /* Sizes of siblings differ by at most one, well inside the weight balance. */
+    m.root = from_sorted(docs, n);
+    return m;
+}
+
 void pmap_init(struct pmap *m, enum pmap_order order)
 {
     m->root = NULL;

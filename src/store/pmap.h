@@ -83,6 +83,17 @@ struct pmap pmap_put(const struct pmap *m, struct doc *doc, bool *replaced);
  */
 struct pmap pmap_del(const struct pmap *m, const struct pmap_key *k, bool *found);
 
+/*
+ * New reference: a version holding docs[0..n) (borrowed; each retained),
+ * which must be in strictly increasing key order (panics otherwise). O(n)
+ * and perfectly balanced: for bulk loads (import, recovery), where n puts
+ * would allocate O(n log n) nodes.
+ */
+struct pmap pmap_from_sorted(enum pmap_order order, struct doc *const *docs, size_t n);
+
+/* Compares the keys of two docs in 'order': <0, 0, >0. */
+int pmap_cmp(enum pmap_order order, const struct doc *a, const struct doc *b);
+
 /* Borrowed: the doc keyed 'k', or NULL. O(log n). */
 struct doc *pmap_get(const struct pmap *m, const struct pmap_key *k);
 

@@ -542,27 +542,31 @@ static enum store_result do_patch_single(const struct snap *cur, const struct st
 /*
  * New reference: collection 'name' built from db.json array 'arr', or NULL
  * with INVALID in 'res'. Explicit ids are read first so that generated
- * integer ids start above all of them and never collide.
+ * integer ids start above all of them and never collide; a generated random
+ * string colliding with an explicit one (p < 2^-100) is reported as a repeat.
+ * Built in bulk: 2 nodes per doc instead of two O(log n) path copies.
  */
 static struct coll *import_coll(const char *name, const json_t *arr, uint64_t rev,
                                 struct store_res *res)
 {
-    struct coll *c = coll_new(name, rev);
+    size_t n = json_array_size(arr), i, made = 0;
+    struct doc **docs = xmalloc((n ? n : 1) * sizeof(*docs));
+    struct coll *c = NULL;
+    const struct doc *dup = NULL;
     char key[STORE_ID_MAX + 1];
     int64_t max_int = 0;
     bool all_int = true;
-    size_t i;
     const json_t *el;
 
     json_array_foreach (arr, i, el) {
         const json_t *jid = json_is_object(el) ? body_id(el) : NULL;
         if (!json_is_object(el)) {
             fail(res, STORE_INVALID, "db.json: %s[%zu] is not an object", name, i);
-            goto out_fail;
+            goto out;
         }
         if (jid != NULL && store_id_key(jid, key) != 0) {
             fail(res, STORE_INVALID, "db.json: %s[%zu] has an invalid \"id\"", name, i);
-            goto out_fail;
+            goto out;
         }
         if (json_is_integer(jid) && json_integer_value(jid) > max_int)
             max_int = json_integer_value(jid);
@@ -571,36 +575,27 @@ static struct coll *import_coll(const char *name, const json_t *arr, uint64_t re
     json_array_foreach (arr, i, el) {
         json_t *copy = json_deep_copy(el);
         const json_t *jid = body_id(copy);
-        struct coll *nc;
-        struct doc *d;
 
         if (jid != NULL) {
             store_id_key(jid, key);
-            if (coll_get(c, key, strlen(key)) != NULL) {
-                json_decref(copy);
-                fail(res, STORE_INVALID, "db.json: %s[%zu] repeats id '%s'", name, i, key);
-                goto out_fail;
-            }
         } else if (all_int && max_int < INT64_MAX) {
             max_int++;
             snprintf(key, sizeof(key), "%" PRId64, max_int);
             set_id(copy, key, true, max_int);
         } else {
-            do {
-                random_id(key);
-            } while (coll_get(c, key, strlen(key)) != NULL);
+            random_id(key);
             set_id(copy, key, false, 0);
         }
-        d = doc_new(copy, key, strlen(key), coll_next_seq(c), rev);
-        nc = coll_with(c, d, rev);
-        doc_release(d);
-        coll_release(c);
-        c = nc;
+        docs[made++] = doc_new(copy, key, strlen(key), (uint64_t)i + 1, rev);
     }
+    c = coll_build(name, rev, docs, made, &dup);
+    if (c == NULL)
+        fail(res, STORE_INVALID, "db.json: %s repeats id '%s'", name, dup->id);
+out:
+    for (i = 0; i < made; i++)
+        doc_release(docs[i]);
+    free(docs);
     return c;
-out_fail:
-    coll_release(c);
-    return NULL;
 }
 
 static enum store_result do_import(const struct snap *cur, const struct store_op *op, uint64_t rev,

@@ -480,6 +480,7 @@ static void test_nothing_leaks(void)
 
 int main(void)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0); /* results interleave sanely with sanitizer reports */
     run("empty map", test_empty);
     run("random puts/deletes by id against a reference", test_random_by_id);
     run("random puts/deletes by seq against a reference", test_random_by_seq);

@@ -44,14 +44,16 @@ static const char docs_json[] =
 struct qcase {
     const char *name;
     const char *query;
-    const char *ids;   /* expected ids of the slice, comma-separated ("" = none) */
-    long total;        /* expected X-Total-Count; -1: not checked */
+    const char *ids; /* expected ids of the slice, comma-separated ("" = none) */
+    long total;      /* expected X-Total-Count; -1: not checked */
     enum query_errc err;
-    const char *msg;   /* when err: a substring the message must contain (or NULL) */
+    const char *msg; /* when err: a substring the message must contain (or NULL) */
 };
 
+// clang-format off
 #define OK(n, qs, ids, total) {n, qs, ids, total, QUERY_OK, NULL}
 #define ERR(n, qs, code, msg) {n, qs, NULL, -1, code, msg}
+// clang-format on
 
 static const struct qcase cases[] = {
     /* no query */
@@ -140,8 +142,8 @@ static const struct qcase cases[] = {
     /* _sort / _order */
     OK("sort numbers before strings, ties stable", "_sort=views", "3,6,1,4,5,2", 6),
     OK("sort desc keeps ties in insertion order", "_sort=views&_order=desc", "2,5,1,4,6,3", 6),
-    OK("sort two keys, missing sorts last asc (first desc)",
-       "_sort=author.age,id&_order=desc,asc", "3,6,4,1,5,2", 6),
+    OK("sort two keys, missing sorts last asc (first desc)", "_sort=author.age,id&_order=desc,asc",
+       "3,6,4,1,5,2", 6),
     OK("sort two keys both desc", "_sort=author.age,id&_order=desc,desc", "6,3,4,5,1,2", 6),
     OK("sort second key breaks ties", "_sort=rating,title", "5,3,2,1,4,6", 6),
     OK("order is case-insensitive", "_sort=rating&_order=DESC", "6,1,4,2,3,5", 6),
@@ -151,8 +153,7 @@ static const struct qcase cases[] = {
     OK("sort null before objects, objects tie", "_sort=author", "6,1,2,3,4,5", 6),
     OK("sort strings bytewise", "_sort=title", "3,5,1,4,2,6", 6),
     OK("empty order entry means asc", "_sort=views&_order=", "3,6,1,4,5,2", 6),
-    OK("missing order entries default asc", "_sort=author.age,id&_order=desc",
-       "3,6,4,1,5,2", 6),
+    OK("missing order entries default asc", "_sort=author.age,id&_order=desc", "3,6,4,1,5,2", 6),
     OK("order before sort in the query", "_order=desc&_sort=id", "6,5,4,3,2,1", 6),
     OK("sort after filtering", "published=true&_sort=id&_order=desc", "6,4,3,1", 4),
 
@@ -163,8 +164,8 @@ static const struct qcase cases[] = {
     OK("page past the end is empty, total kept", "_page=4&_limit=2", "", 6),
     OK("page without limit uses 10", "_page=1", "1,2,3,4,5,6", 6),
     OK("page 2 without limit is empty", "_page=2", "", 6),
-    OK("page over filtered and sorted", "published=true&_sort=id&_order=desc&_page=2&_limit=3",
-       "1", 4),
+    OK("page over filtered and sorted", "published=true&_sort=id&_order=desc&_page=2&_limit=3", "1",
+       4),
     OK("start and end, end exclusive", "_start=1&_end=3", "2,3", 6),
     OK("start and limit", "_start=2&_limit=3", "3,4,5", 6),
     OK("limit alone", "_limit=2", "1,2", 6),
@@ -216,13 +217,12 @@ static const struct qcase cases[] = {
     ERR("regex unbalanced bracket", "title_like=%5Ba", QUERY_ERR_BAD_REGEX, NULL),
     ERR("regex bad interval", "title_like=a%7B2", QUERY_ERR_BAD_REGEX, NULL),
     ERR("regex back-reference", "title_like=(a)%5C1", QUERY_ERR_BAD_REGEX, "back-ref"),
-    ERR("regex nested repeats too heavy", "title_like=(a%7B100%7D)%7B100%7D",
-        QUERY_ERR_BAD_REGEX, "expanded"),
+    ERR("regex nested repeats too heavy", "title_like=(a%7B100%7D)%7B100%7D", QUERY_ERR_BAD_REGEX,
+        "expanded"),
     ERR("regex repeat of a group too heavy", "title_like=(.%7B1,64%7D)%7B1,64%7D",
         QUERY_ERR_BAD_REGEX, NULL),
     ERR("regex single repeat over weight", "title_like=a%7B257%7D", QUERY_ERR_BAD_REGEX, NULL),
-    ERR("regex error in a repeated value", "title_like=a&title_like=)(", QUERY_ERR_BAD_REGEX,
-        NULL),
+    ERR("regex error in a repeated value", "title_like=a&title_like=)(", QUERY_ERR_BAD_REGEX, NULL),
     ERR("like pattern too long", "title_like={a*257}", QUERY_ERR_VALUE_TOO_LONG, "256"),
     ERR("value too long", "title={a*4097}", QUERY_ERR_VALUE_TOO_LONG, "4096"),
     ERR("name too long", "{a*257}=1", QUERY_ERR_NAME_TOO_LONG, "..."),
@@ -280,8 +280,10 @@ static const struct link_case link_cases[] = {
      "</v1/posts?_limit=5&views_gte=1&_page=1&_sort=id>; rel=\"prev\", "
      "</v1/posts?_limit=5&views_gte=1&_page=3&_sort=id>; rel=\"next\", "
      "</v1/posts?_limit=5&views_gte=1&_page=3&_sort=id>; rel=\"last\""},
-    {"link re-encodes values and path", "title_like=a%20b%7C%26c&flag&tags=x,y&q=caf%C3%A9"
-     "&_page=1&_limit=1", "/v1/my posts", 2,
+    {"link re-encodes values and path",
+     "title_like=a%20b%7C%26c&flag&tags=x,y&q=caf%C3%A9"
+     "&_page=1&_limit=1",
+     "/v1/my posts", 2,
      "</v1/my%20posts?title_like=a%20b%7C%26c&flag&tags=x,y&q=caf%C3%A9&_page=1&_limit=1>; "
      "rel=\"first\", "
      "</v1/my%20posts?title_like=a%20b%7C%26c&flag&tags=x,y&q=caf%C3%A9&_page=2&_limit=1>; "
@@ -358,8 +360,7 @@ static void decode(char *s)
 }
 
 /* Splits a raw query into params; pieces point into *storage (free it). */
-static size_t split_query(const char *query, struct query_param *params, size_t cap,
-                          char **storage)
+static size_t split_query(const char *query, struct query_param *params, size_t cap, char **storage)
 {
     char *s = expand(query);
     size_t n = 0;
@@ -417,8 +418,7 @@ static void run_case(const struct qcase *c)
         return;
     }
     if (rc != 0) {
-        snprintf(why, sizeof(why), "parse failed: %s: %s", query_errc_name(err.code),
-                 err.message);
+        snprintf(why, sizeof(why), "parse failed: %s: %s", query_errc_name(err.code), err.message);
         report(false, c->name, why);
         free(storage);
         return;
@@ -506,14 +506,10 @@ static void test_flags(void)
         const char *query;
         bool filter, sort, slice, page;
     } rows[] = {
-        {"", false, false, false, false},
-        {"q=", false, false, false, false},
-        {"q=x", true, false, false, false},
-        {"a=1", true, false, false, false},
-        {"_sort=a", false, true, false, false},
-        {"_start=1", false, false, true, false},
-        {"_end=1", false, false, true, false},
-        {"_limit=1", false, false, true, false},
+        {"", false, false, false, false},       {"q=", false, false, false, false},
+        {"q=x", true, false, false, false},     {"a=1", true, false, false, false},
+        {"_sort=a", false, true, false, false}, {"_start=1", false, false, true, false},
+        {"_end=1", false, false, true, false},  {"_limit=1", false, false, true, false},
         {"_page=1", false, false, true, true},
     };
     for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
@@ -531,11 +527,28 @@ static void test_compare(void)
 {
     struct query *q = must_parse("_sort=v");
     static const char *const ordered[] = {
-        "{\"v\":null}", "{\"v\":false}", "{\"v\":true}", "{\"v\":-1e300}",
-        "{\"v\":-9223372036854775808}", "{\"v\":-1.5}", "{\"v\":0}", "{\"v\":0.5}",
-        "{\"v\":9007199254740993}", "{\"v\":9007199254740994.0}", "{\"v\":9223372036854775807}",
-        "{\"v\":1e19}", "{\"v\":\"\"}", "{\"v\":\"A\"}", "{\"v\":\"a\"}", "{\"v\":\"ab\"}",
-        "{\"v\":[]}", "{\"v\":[1]}", "{\"v\":[1,2]}", "{\"v\":[2]}", "{\"v\":{}}", "{}",
+        "{\"v\":null}",
+        "{\"v\":false}",
+        "{\"v\":true}",
+        "{\"v\":-1e300}",
+        "{\"v\":-9223372036854775808}",
+        "{\"v\":-1.5}",
+        "{\"v\":0}",
+        "{\"v\":0.5}",
+        "{\"v\":9007199254740993}",
+        "{\"v\":9007199254740994.0}",
+        "{\"v\":9223372036854775807}",
+        "{\"v\":1e19}",
+        "{\"v\":\"\"}",
+        "{\"v\":\"A\"}",
+        "{\"v\":\"a\"}",
+        "{\"v\":\"ab\"}",
+        "{\"v\":[]}",
+        "{\"v\":[1]}",
+        "{\"v\":[1,2]}",
+        "{\"v\":[2]}",
+        "{\"v\":{}}",
+        "{}",
     };
     json_t *vals[ARRAY_LEN(ordered)];
     bool ok = true;
@@ -583,8 +596,7 @@ static void test_edges(void)
 
     q = must_parse("_page=1000000000&_limit=10000");
     query_slice(q, (size_t)-1, &from, &to);
-    report(from == (size_t)999999999 * 10000 && to == from + 10000, "largest page offset",
-           NULL);
+    report(from == (size_t)999999999 * 10000 && to == from + 10000, "largest page offset", NULL);
     query_free(q);
 }
 
@@ -597,9 +609,9 @@ static void test_bulk(void)
     enum { N = 100000 };
     json_t *all = json_array();
     for (int i = 0; i < N; i++) {
-        json_t *d = json_pack("{s:i, s:i, s:s, s:{s:f}}", "id", i, "group", (i * 7919) % 13,
-                              "name", (i % 3) ? "alpha" : "Beta", "m", "score",
-                              (double)((i * 31) % 101) / 4.0);
+        json_t *d =
+            json_pack("{s:i, s:i, s:s, s:{s:f}}", "id", i, "group", (i * 7919) % 13, "name",
+                      (i % 3) ? "alpha" : "Beta", "m", "score", (double)((i * 31) % 101) / 4.0);
         if (i % 17 == 0)
             json_object_del(d, "group");
         json_array_append_new(all, d);

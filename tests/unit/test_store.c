@@ -1326,6 +1326,7 @@ static int measure(void)
 
 int main(int argc, char **argv)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0); /* results interleave sanely with sanitizer reports */
     if (argc > 1 && strcmp(argv[1], "--measure") == 0)
         return measure();
     run("name and id validation", test_names_and_ids);

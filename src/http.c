@@ -1,0 +1,678 @@
+/*
+ * src/http.c -- the only file that includes <microhttpd.h>.
+ *
+ * Request lifecycle (see docs/ARCHITECTURE.md):
+ *  - first callback: a context is created (and counted); headers alone decide
+ *    413/400/415/404/405 for bodies we will not read -- those replies are
+ *    queued at once and libmicrohttpd closes the connection after them;
+ *  - body callbacks: bytes are copied into the context's bounded buffer;
+ *  - last callback: the router picks a handler, the handler returns a result
+ *    and a fully serialized reply, and queue_reply() hands it to
+ *    libmicrohttpd exactly once. If that fails the client is gone: the reply
+ *    is freed, replies_unqueued goes up, and nothing else is ever written;
+ *  - completion callback: the only place a context is freed, whatever the
+ *    termination code.
+ */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "router.h"
+#include "stats.h"
+#include "util.h"
+
+#define QUERY_NAME_MAX 256
+#define QUERY_VALUE_MAX 4096
+
+struct ctx {
+    struct request req;
+    struct reply reply;
+    struct buf body;
+    struct config *cfg;      /* the config this request started under */
+    struct MHD_Connection *conn;
+    char *path;              /* private copy the router splits */
+    size_t route_index;      /* router_count() when unmatched */
+    enum router_outcome outcome;
+    struct router_match match;
+    enum result early;       /* decided on the first callback */
+    bool body_expected;
+    bool body_overflow;      /* a chunked body passed max_body_bytes: discard, 413 at the end */
+    bool query_bad;
+    bool deferred;
+    char query_error[160];
+};
+
+static struct MHD_Daemon *daemon_;
+static int listen_fd_ = -1;
+static bool listen_fd_owned;
+static struct sockaddr_storage listen_addr;
+static socklen_t listen_addrlen;
+static char listen_name[INET6_ADDRSTRLEN + 8];
+static _Atomic int phase = PHASE_STARTING;
+static _Atomic uint64_t deferred_count;
+static uint32_t request_id_seed;
+static atomic_uint_fast64_t request_id_next;
+#ifdef CAIRN_FAULTS
+static atomic_bool wedged;
+#endif
+
+void http_set_phase(enum phase p)
+{
+    atomic_store(&phase, (int)p);
+}
+
+enum phase http_phase(void)
+{
+    return (enum phase)atomic_load(&phase);
+}
+
+const char *http_listen_name(void)
+{
+    return listen_name;
+}
+
+uint16_t http_port(void)
+{
+    if (listen_addr.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&listen_addr)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&listen_addr)->sin_port);
+}
+
+/* ---- request ids ---- */
+
+static bool request_id_sane(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > REQUEST_ID_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.' || c == ':'))
+            return false;
+    }
+    return true;
+}
+
+static void request_id_make(char *out)
+{
+    uint64_t n = atomic_fetch_add_explicit(&request_id_next, 1, memory_order_relaxed);
+    snprintf(out, REQUEST_ID_MAX + 1, "%08x%012llx", request_id_seed, (unsigned long long)n);
+}
+
+/* ---- queue-once ---- */
+
+static void count_and_log(struct ctx *c, int status)
+{
+    stats_count_reply(c->route_index, status);
+    if (status >= 500)
+        log_msg(LOG_ERR, c->req.id, "%s %s -> %d: %s", c->req.method_name, c->req.path, status,
+                c->reply.detail ? c->reply.detail : "");
+    else if (status >= 400)
+        log_msg(LOG_INFO, c->req.id, "%s %s -> %d: %s", c->req.method_name, c->req.path, status,
+                c->reply.detail ? c->reply.detail : "");
+    else
+        log_msg(LOG_DEBUG, c->req.id, "%s %s -> %d", c->req.method_name, c->req.path, status);
+}
+
+/* Turns a result into the final reply: the handler's for RES_OK, problem+json otherwise. */
+static void finalize(struct ctx *c, enum result rc)
+{
+    if (rc == RES_OK) {
+        if (c->reply.status == 0)
+            c->reply.status = 200;
+    } else {
+        reply_problem(&c->reply, rc, c->req.id, c->req.path);
+        if (rc == RES_METHOD_NOT_ALLOWED) {
+            char allow[96];
+            router_allow_string(c->match.allow, allow, sizeof(allow));
+            reply_header(&c->reply, "Allow", "%s", allow);
+        }
+    }
+}
+
+/*
+ * Hands c->reply to libmicrohttpd. The one place a reply is queued: on
+ * failure the reply is dropped and counted, and MHD_NO makes libmicrohttpd
+ * close the connection without writing anything else.
+ */
+static enum MHD_Result queue_reply(struct ctx *c)
+{
+    struct reply *r = &c->reply;
+    struct MHD_Response *resp;
+    int status = r->status;
+
+    if (r->body == NULL)
+        reply_body_copy(r, "", 0);
+    if (r->release != NULL)
+        resp = MHD_create_response_from_buffer_with_free_callback_cls(r->len, r->body, r->release,
+                                                                       r->release_cls);
+    else
+        resp = MHD_create_response_from_buffer(r->len, r->body, MHD_RESPMEM_MUST_FREE);
+    if (resp == NULL) {
+        STATS_INC(replies_unqueued);
+        log_msg(LOG_ERR, c->req.id, "cannot create a reply object; connection dropped");
+        return MHD_NO; /* r still owns the body; freed with the context */
+    }
+    /* the body now belongs to resp */
+    r->body = NULL;
+    r->release = NULL;
+    r->len = 0;
+
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            r->content_type ? r->content_type : "application/json");
+    MHD_add_response_header(resp, "X-Request-Id", c->req.id);
+    for (unsigned i = 0; i < r->nheaders; i++)
+        MHD_add_response_header(resp, r->headers[i].name, r->headers[i].value);
+    if (http_phase() == PHASE_DRAINING)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+
+    enum MHD_Result ok = MHD_queue_response(c->conn, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    if (ok != MHD_YES) {
+        STATS_INC(replies_unqueued);
+        log_msg(LOG_NOTICE, c->req.id, "client gone; reply %d dropped", status);
+        return MHD_NO;
+    }
+    count_and_log(c, status);
+    return MHD_YES;
+}
+
+/* ---- the first callback: decide what the headers alone can decide ---- */
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+    (void)kind;
+    (void)value;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
+        (*(int *)cls)++;
+    return MHD_YES;
+}
+
+static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    struct ctx *c = cls;
+    (void)kind;
+    if (c->query_bad)
+        return MHD_NO;
+    if (value == NULL)
+        value = "";
+    if (c->req.nquery == REQUEST_MAX_QUERY) {
+        snprintf(c->query_error, sizeof(c->query_error), "more than %d query parameters",
+                 REQUEST_MAX_QUERY);
+        c->query_bad = true;
+        return MHD_NO;
+    }
+    if (strlen(key) > QUERY_NAME_MAX || strlen(value) > QUERY_VALUE_MAX) {
+        snprintf(c->query_error, sizeof(c->query_error),
+                 "query parameter names are limited to %d bytes and values to %d bytes",
+                 QUERY_NAME_MAX, QUERY_VALUE_MAX);
+        c->query_bad = true;
+        return MHD_NO;
+    }
+    c->req.query[c->req.nquery].name = key;
+    c->req.query[c->req.nquery].value = value;
+    c->req.nquery++;
+    return MHD_YES;
+}
+
+static bool is_json_type(const char *ct)
+{
+    if (ct == NULL)
+        return false;
+    while (*ct == ' ')
+        ct++;
+    size_t n = strcspn(ct, ";");
+    while (n > 0 && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
+        n--;
+    if (n == 16 && strncasecmp(ct, "application/json", 16) == 0)
+        return true;
+    /* application/merge-patch+json, application/vnd.x+json ... */
+    return n > 17 && strncasecmp(ct, "application/", 12) == 0 &&
+           strncasecmp(ct + n - 5, "+json", 5) == 0;
+}
+
+static enum result decide_early(struct ctx *c)
+{
+    struct MHD_Connection *conn = c->conn;
+    const char *te = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    int ncl = 0;
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, count_header, &ncl);
+
+    /* 0.9.75 is lenient here (RELIABILITY.md 2.4): reject ambiguous framing ourselves */
+    if (te != NULL && cl != NULL)
+        return reply_fail(&c->reply, RES_BAD_REQUEST,
+                          "Transfer-Encoding and Content-Length together are ambiguous");
+    if (ncl > 1)
+        return reply_fail(&c->reply, RES_BAD_REQUEST, "Content-Length appears more than once");
+    if (te != NULL && strcasecmp(te, "chunked") != 0)
+        return reply_fail(&c->reply, RES_BAD_REQUEST,
+                          "Transfer-Encoding '%.40s' is not supported; only chunked", te);
+
+    int64_t len = 0;
+    if (cl != NULL && parse_i64(cl, 0, INT64_MAX, &len) != 0)
+        return reply_fail(&c->reply, RES_BAD_REQUEST, "Content-Length is not a number");
+    c->body_expected = te != NULL || len > 0;
+    if (len > c->cfg->max_body_bytes)
+        return reply_fail(&c->reply, RES_TOO_LARGE,
+                          "the body is %lld bytes; at most %lld are accepted", (long long)len,
+                          (long long)c->cfg->max_body_bytes);
+    if (!c->body_expected)
+        return RES_OK;
+
+    /* a body we would not use is not read: answer now and let the connection close */
+    switch (c->outcome) {
+    case ROUTER_NOT_FOUND:
+        return reply_fail(&c->reply, RES_NOT_FOUND, "no such resource");
+    case ROUTER_BAD_METHOD:
+        return reply_fail(&c->reply, RES_METHOD_NOT_ALLOWED, "method %s is not allowed here",
+                          c->req.method_name);
+    case ROUTER_BAD_PARAM:
+        return reply_fail(&c->reply, RES_BAD_REQUEST, "invalid path parameter %s",
+                          c->match.bad_param);
+    case ROUTER_FOUND:
+        break;
+    }
+    if (!(c->match.route->flags & ROUTE_BODY))
+        return reply_fail(&c->reply, RES_BAD_REQUEST, "%s %s takes no request body",
+                          c->req.method_name, c->req.path);
+    const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (!is_json_type(ct))
+        return reply_fail(&c->reply, RES_UNSUPPORTED_MEDIA,
+                          "the body must be application/json (got '%.60s')", ct ? ct : "none");
+    return RES_OK;
+}
+
+static struct ctx *ctx_new(struct MHD_Connection *conn, const char *url, const char *method)
+{
+    struct ctx *c = xcalloc(1, sizeof(*c));
+    STATS_INC(request_contexts_created);
+    c->conn = conn;
+    c->cfg = config_current();
+    reply_init(&c->reply);
+    buf_init(&c->body, (size_t)c->cfg->max_body_bytes);
+
+    const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+    if (rid != NULL && request_id_sane(rid))
+        snprintf(c->req.id, sizeof(c->req.id), "%s", rid);
+    else
+        request_id_make(c->req.id);
+
+    c->req.method = router_method(method);
+    c->req.method_name = method;
+    c->req.path = url;
+    c->req.cfg = c->cfg;
+    c->req.http = c;
+    c->req.if_match = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_MATCH);
+    c->req.if_none_match =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
+
+    c->path = xstrdup(url);
+    c->outcome = router_find(c->path, c->req.method, &c->match);
+    c->route_index = c->outcome == ROUTER_FOUND ? c->match.index : router_count();
+    if (c->outcome == ROUTER_FOUND) {
+        c->req.route = c->match.route;
+        memcpy(c->req.params, c->match.params, sizeof(c->req.params));
+    }
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_arg, c);
+    return c;
+}
+
+static void ctx_free(struct ctx *c)
+{
+    reply_cleanup(&c->reply);
+    buf_cleanup(&c->body);
+    config_release(c->cfg);
+    free(c->path);
+    free(c);
+    STATS_INC(request_contexts_freed);
+}
+
+/* ---- the last callback: route, handle, queue ---- */
+
+static enum result dispatch(struct ctx *c)
+{
+    if (c->body_overflow)
+        return reply_fail(&c->reply, RES_TOO_LARGE, "the body is larger than %lld bytes",
+                          (long long)c->cfg->max_body_bytes);
+    switch (c->outcome) {
+    case ROUTER_NOT_FOUND:
+        return reply_fail(&c->reply, RES_NOT_FOUND, "no such resource");
+    case ROUTER_BAD_METHOD:
+        return reply_fail(&c->reply, RES_METHOD_NOT_ALLOWED, "method %s is not allowed here",
+                          c->req.method_name);
+    case ROUTER_BAD_PARAM:
+        return reply_fail(&c->reply, RES_BAD_REQUEST,
+                          "invalid path parameter %s: 1 to %d characters of A-Z a-z 0-9 - . _ ~",
+                          c->match.bad_param, ROUTER_MAX_PARAM_LEN);
+    case ROUTER_FOUND:
+        break;
+    }
+    if (c->query_bad)
+        return reply_fail(&c->reply, RES_BAD_REQUEST, "%s", c->query_error);
+    if (c->body_expected) {
+        c->req.body = c->body.data ? c->body.data : "";
+        c->req.body_len = c->body.len;
+    }
+#ifdef CAIRN_FAULTS
+    while (atomic_load(&wedged))
+        sleep(1);
+#endif
+    return c->match.route->handler(&c->req, &c->reply);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    struct ctx *c = *con_cls;
+    (void)cls;
+    (void)version;
+
+    if (c == NULL) {
+        c = ctx_new(conn, url, method);
+        *con_cls = c;
+        c->early = decide_early(c);
+        if (c->early == RES_OK)
+            return MHD_YES; /* the normal reply goes out on a later call: keeps keep-alive */
+        STATS_INC(early_replies);
+        finalize(c, c->early);
+        return queue_reply(c);
+    }
+    if (*upload_data_size != 0) {
+        /* always consume everything (RELIABILITY.md 2.1); past the limit, discard */
+        if (!c->body_overflow && buf_append(&c->body, upload_data, *upload_data_size) != 0) {
+            c->body_overflow = true;
+            buf_cleanup(&c->body);
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (c->deferred)
+        return MHD_YES; /* resumed: the reply was queued by http_finish() */
+
+    enum result rc = dispatch(c);
+    if (rc == RES_PENDING)
+        return MHD_YES;
+    finalize(c, rc);
+    return queue_reply(c);
+}
+
+void http_defer(struct request *req)
+{
+    struct ctx *c = req->http;
+    c->deferred = true;
+    atomic_fetch_add(&deferred_count, 1);
+    MHD_suspend_connection(c->conn);
+}
+
+void http_finish(struct request *req, enum result rc, struct reply *reply)
+{
+    struct ctx *c = req->http;
+    /* c->reply may hold a detail from before the defer; the new reply replaces it */
+    reply_cleanup(&c->reply);
+    c->reply = *reply;
+    reply_init(reply);
+    finalize(c, rc);
+    /* legal from any thread while the connection is suspended (microhttpd.h) */
+    queue_reply(c);
+    MHD_resume_connection(c->conn);
+    atomic_fetch_sub(&deferred_count, 1);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    stats_count_termination((unsigned)toe);
+    if (*con_cls == NULL)
+        return;
+    ctx_free(*con_cls); /* the only place a context is freed */
+    *con_cls = NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)socket_context;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        STATS_INC(open_connections);
+        STATS_INC(connections_accepted);
+    } else {
+        STATS_DEC(open_connections);
+    }
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    (void)cls;
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    size_t n = strlen(msg);
+    while (n > 0 && msg[n - 1] == '\n')
+        msg[--n] = '\0';
+    log_msg(LOG_WARNING, NULL, "libmicrohttpd: %s", msg);
+}
+
+static void on_mhd_panic(void *cls, const char *file, unsigned int line, const char *reason)
+{
+    (void)cls;
+    panic("libmicrohttpd: %s:%u: %s", file ? file : "?", line, reason ? reason : "");
+}
+
+/* ---- start, stop, probe ---- */
+
+static int bind_listen(const struct config *cfg, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    memset(&ss, 0, sizeof(ss));
+    if (inet_pton(AF_INET, cfg->listen_address, &((struct sockaddr_in *)&ss)->sin_addr) == 1) {
+        ss.ss_family = AF_INET;
+        ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)cfg->listen_port);
+        len = sizeof(struct sockaddr_in);
+    } else if (inet_pton(AF_INET6, cfg->listen_address,
+                         &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
+        ss.ss_family = AF_INET6;
+        ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)cfg->listen_port);
+        len = sizeof(struct sockaddr_in6);
+    } else {
+        snprintf(err, errlen, "bad listen address %s", cfg->listen_address);
+        return -1;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (ss.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, 1024) != 0) {
+        snprintf(err, errlen, "cannot listen on %s port %lld: %s", cfg->listen_address,
+                 (long long)cfg->listen_port, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void describe_listen(void)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    listen_addrlen = sizeof(listen_addr);
+    getsockname(listen_fd_, (struct sockaddr *)&listen_addr, &listen_addrlen);
+    if (listen_addr.ss_family == AF_INET6) {
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&listen_addr)->sin6_addr, host, sizeof(host));
+        snprintf(listen_name, sizeof(listen_name), "[%s]:%u", host, http_port());
+    } else {
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&listen_addr)->sin_addr, host, sizeof(host));
+        snprintf(listen_name, sizeof(listen_name), "%s:%u", host, http_port());
+    }
+}
+
+int http_start(const struct config *cfg, int listen_fd, char *err, size_t errlen)
+{
+    uint32_t seed = 0;
+    if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
+        seed = (uint32_t)getpid() ^ (uint32_t)now_nsec();
+    request_id_seed = seed;
+
+    if (listen_fd >= 0) {
+        listen_fd_ = listen_fd;
+        listen_fd_owned = false;
+    } else {
+        listen_fd_ = bind_listen(cfg, err, errlen);
+        if (listen_fd_ < 0)
+            return -1;
+        listen_fd_owned = true;
+    }
+    describe_listen();
+
+    MHD_set_panic_func(on_mhd_panic, NULL);
+    /*
+     * A pool of poll() workers (docs/ARCHITECTURE.md): poll reaps aborted
+     * uploads at once and cannot stall at 128/256/512 connections as 0.9.75's
+     * epoll loop does; suspend/resume frees a worker while a request waits.
+     */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC |
+                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    if (listen_addr.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    daemon_ = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, NULL,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)listen_fd_,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_connections_per_ip,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->max_header_bytes,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
+        MHD_OPTION_END);
+    if (daemon_ == NULL) {
+        snprintf(err, errlen, "libmicrohttpd refused to start on %s", listen_name);
+        if (listen_fd_owned)
+            close(listen_fd_);
+        listen_fd_ = -1;
+        return -1;
+    }
+    return 0;
+}
+
+uint64_t http_quiesce(uint64_t timeout_ms)
+{
+    if (daemon_ == NULL)
+        return 0;
+    /* quiesce before stop, always: MHD_stop_daemon would shutdown() an inherited socket */
+    MHD_quiesce_daemon(daemon_);
+    uint64_t deadline = now_usec() + timeout_ms * 1000;
+    for (;;) {
+        uint64_t left = STATS_GET(request_contexts_created) - STATS_GET(request_contexts_freed);
+        if (left == 0 || now_usec() >= deadline)
+            return left;
+        usleep(10000);
+    }
+}
+
+void http_stop(void)
+{
+    if (daemon_ == NULL)
+        return;
+    if (atomic_load(&deferred_count) != 0)
+        panic("http_stop: %llu deferred requests were never finished",
+              (unsigned long long)atomic_load(&deferred_count));
+    MHD_stop_daemon(daemon_);
+    daemon_ = NULL;
+    if (listen_fd_owned)
+        close(listen_fd_);
+    listen_fd_ = -1;
+}
+
+int http_probe(unsigned timeout_ms)
+{
+    struct sockaddr_storage to = listen_addr;
+    int rc = -1;
+    char buf[64];
+    size_t got = 0;
+
+    if (to.ss_family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&to;
+        if (IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr))
+            a->sin6_addr = in6addr_loopback;
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)&to;
+        if (a->sin_addr.s_addr == htonl(INADDR_ANY))
+            a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    }
+    int fd = socket(to.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    uint64_t deadline = now_usec() + (uint64_t)timeout_ms * 1000;
+    if (connect(fd, (struct sockaddr *)&to, listen_addrlen) != 0 && errno != EINPROGRESS)
+        goto out_close;
+
+    static const char probe[] = "GET /healthz HTTP/1.1\r\nHost: cairnd\r\n"
+                                "X-Request-Id: watchdog-probe\r\nConnection: close\r\n\r\n";
+    size_t sent = 0;
+    while (got < 12) {
+        uint64_t now = now_usec();
+        if (now >= deadline)
+            goto out_close;
+        struct pollfd p = {.fd = fd, .events = sent < sizeof(probe) - 1 ? POLLOUT : POLLIN};
+        if (poll(&p, 1, (int)((deadline - now) / 1000) + 1) <= 0)
+            continue;
+        if (sent < sizeof(probe) - 1) {
+            ssize_t n = send(fd, probe + sent, sizeof(probe) - 1 - sent, MSG_NOSIGNAL);
+            if (n < 0 && errno != EAGAIN)
+                goto out_close;
+            sent += n > 0 ? (size_t)n : 0;
+            continue;
+        }
+        ssize_t n = recv(fd, buf + got, sizeof(buf) - 1 - got, 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN))
+            goto out_close;
+        got += n > 0 ? (size_t)n : 0;
+    }
+    buf[got] = '\0';
+    rc = strncmp(buf, "HTTP/1.1 200", 12) == 0 ? 0 : -1;
+out_close:
+    close(fd);
+    if (rc != 0)
+        STATS_INC(watchdog_probes_failed);
+    return rc;
+}
+
+#ifdef CAIRN_FAULTS
+void http_fault_wedge(void)
+{
+    atomic_store(&wedged, true);
+}
+#endif

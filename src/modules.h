@@ -1,0 +1,13 @@
+/* src/modules.h -- the handler modules main.c registers, each one const descriptor. */
+#ifndef CAIRN_MODULES_H
+#define CAIRN_MODULES_H
+
+#include "router.h"
+
+extern const struct module mod_health;  /* mod_health.c */
+extern const struct module mod_stats;   /* mod_stats.c */
+#ifdef CAIRN_FAULTS
+extern const struct module mod_debug;   /* mod_debug.c, fault builds only */
+#endif
+
+#endif

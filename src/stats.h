@@ -1,0 +1,63 @@
+/* src/stats.h -- the daemon's counters, declared once; /v1/_stats and /metrics render them (stats.c). */
+#ifndef CAIRN_STATS_H
+#define CAIRN_STATS_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+/* name, help. Counters only go up. */
+#define STATS_COUNTERS(X)                                                                         \
+    X(requests, "replies queued to clients")                                                      \
+    X(request_contexts_created, "per-request contexts created on a request's first callback")     \
+    X(request_contexts_freed, "per-request contexts freed in the completion callback")            \
+    X(replies_unqueued, "replies that could not be queued because the client was gone")           \
+    X(early_replies, "replies decided from the headers alone; the connection is closed after")    \
+    X(connections_accepted, "connections accepted")                                               \
+    X(config_reloads, "successful config reloads")                                                \
+    X(config_reload_failures, "config reloads refused; the old config stayed")                    \
+    X(watchdog_probes_failed, "self-probes of the worker pool that got no answer")
+
+/* name, help. Gauges go up and down. */
+#define STATS_GAUGES(X) X(open_connections, "connections open now")
+
+/* name, help: libmicrohttpd's termination codes, in its order. */
+#define STATS_TERMINATIONS(X)                                                                     \
+    X(completed_ok, "the reply was sent")                                                         \
+    X(with_error, "error while handling or sending (e.g. the peer reset mid-reply)")              \
+    X(timeout_reached, "inactivity timeout")                                                      \
+    X(daemon_shutdown, "closed by shutdown")                                                      \
+    X(read_error, "the connection broke before the request was received")                        \
+    X(client_abort, "the client closed while still sending the request")
+
+struct stats {
+#define X(name, help) atomic_uint_fast64_t name;
+    STATS_COUNTERS(X)
+    STATS_GAUGES(X)
+#undef X
+    atomic_uint_fast64_t terminations[6];
+};
+
+extern struct stats stats;
+
+#define STATS_INC(name) atomic_fetch_add_explicit(&stats.name, 1, memory_order_relaxed)
+#define STATS_DEC(name) atomic_fetch_sub_explicit(&stats.name, 1, memory_order_relaxed)
+#define STATS_GET(name) atomic_load_explicit(&stats.name, memory_order_relaxed)
+
+/* Sizes the per-route table: 'nroutes' rows plus one for requests that matched none. */
+void stats_init(size_t nroutes);
+void stats_fini(void);
+/* Counts one reply: 'route' is the route index, or nroutes for unmatched. */
+void stats_count_reply(size_t route, int status);
+void stats_count_termination(unsigned code);
+/* The monotonic time stats_init ran, for uptime. */
+uint64_t stats_started_usec(void);
+
+/* Appends all figures as one JSON object. */
+void stats_render_json(struct buf *b);
+/* Appends all figures in the Prometheus text exposition format 0.0.4. */
+void stats_render_prometheus(struct buf *b);
+
+#endif
