@@ -563,13 +563,22 @@ int http_start(const struct config *cfg, int listen_fd, char *err, size_t errlen
      */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC |
                      MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    unsigned pool = (unsigned)cfg->threads;
+#if defined(CAIRN_MHD_MODE) && CAIRN_MHD_MODE == 1
+    /* benchmark builds only (bench/): the pool on epoll, for the comparison */
+    flags = (flags & ~(unsigned)MHD_USE_POLL) | MHD_USE_EPOLL;
+#elif defined(CAIRN_MHD_MODE) && CAIRN_MHD_MODE == 2
+    /* benchmark builds only (bench/): thread per connection */
+    flags |= MHD_USE_THREAD_PER_CONNECTION;
+    pool = 0;
+#endif
     if (listen_addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     daemon_ = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, NULL,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
         MHD_OPTION_LISTEN_SOCKET, (MHD_socket)listen_fd_,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
+        MHD_OPTION_THREAD_POOL_SIZE, pool,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_connections_per_ip,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout,
