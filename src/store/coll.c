@@ -11,9 +11,9 @@ struct coll {
     _Atomic uint32_t refs;
     uint64_t rev;
     uint64_t next_seq;
-    uint64_t n_str_ids;  /* members whose "id" is a JSON string */
-    int64_t max_int_id;  /* high-water mark of integer ids, 0 when none */
-    struct pmap by_id;   /* the same docs in two orders */
+    uint64_t n_str_ids; /* members whose "id" is a JSON string */
+    int64_t max_int_id; /* high-water mark of integer ids, 0 when none */
+    struct pmap by_id;  /* the same docs in two orders */
     struct pmap by_seq;
     char name[];
 };

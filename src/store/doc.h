@@ -22,11 +22,11 @@
  */
 struct doc {
     _Atomic uint32_t refs;
-    bool int_id;       /* the "id" member is a JSON integer whose decimal form is 'id' */
+    bool int_id; /* the "id" member is a JSON integer whose decimal form is 'id' */
     uint32_t id_len;
-    int64_t int_val;   /* that integer when int_id, else 0 */
-    uint64_t seq;      /* insertion sequence in its collection; 0 for singular resources */
-    uint64_t rev;      /* global revision of the write that made this version */
+    int64_t int_val; /* that integer when int_id, else 0 */
+    uint64_t seq;    /* insertion sequence in its collection; 0 for singular resources */
+    uint64_t rev;    /* global revision of the write that made this version */
     const json_t *json;
     size_t len;        /* strlen(bytes) */
     const char *bytes; /* NUL-terminated; lives in the same allocation as the doc */

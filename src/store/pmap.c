@@ -88,8 +88,7 @@ static struct pmap_node *mk(struct pmap_node *l, struct doc *d, struct pmap_node
 }
 
 /* Unpacks 'n' (owned) into new references to its parts, dropping 'n' itself. */
-static void split3(struct pmap_node *n, struct pmap_node **l, struct doc **d,
-                   struct pmap_node **r)
+static void split3(struct pmap_node *n, struct pmap_node **l, struct doc **d, struct pmap_node **r)
 {
     *l = ref(n->l);
     *d = doc_retain(n->doc);
@@ -223,7 +222,8 @@ static struct pmap_node *from_sorted(struct doc *const *docs, size_t n)
 
     if (n == 0)
         return NULL;
-    return mk(from_sorted(docs, mid), doc_retain(docs[mid]), from_sorted(docs + mid + 1, n - mid - 1));
+    return mk(from_sorted(docs, mid), doc_retain(docs[mid]),
+              from_sorted(docs + mid + 1, n - mid - 1));
 }
 
 struct pmap pmap_from_sorted(enum pmap_order order, struct doc *const *docs, size_t n)

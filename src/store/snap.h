@@ -34,7 +34,8 @@ void snap_release(struct snap *s);
 /* The global revision of the last write in this snapshot (0 for a new empty store). */
 uint64_t snap_revision(const struct snap *s);
 
-/* Borrowed: the collection 'name', or NULL (also when 'name' is a singular resource). O(log names). */
+/* Borrowed: the collection 'name', or NULL (also when 'name' is a singular resource). O(log names).
+ */
 const struct coll *snap_coll(const struct snap *s, const char *name);
 /* Borrowed: the singular resource 'name', or NULL. O(log names). */
 struct doc *snap_single(const struct snap *s, const char *name);
@@ -59,10 +60,12 @@ int snap_export(const struct snap *s, struct buf *b);
 /* New reference: an empty snapshot at revision 'rev'. */
 struct snap *snap_new(uint64_t rev);
 
-/* New reference: 's' at revision 'rev' with collection 'c' added or replacing its namesake. 'c' is retained. */
+/* New reference: 's' at revision 'rev' with collection 'c' added or replacing its namesake. 'c' is
+ * retained. */
 struct snap *snap_with_coll(const struct snap *s, const struct coll *c, uint64_t rev);
 
-/* New reference: 's' at revision 'rev' with singular resource 'd' (named d->id) added or replaced. 'd' is retained. */
+/* New reference: 's' at revision 'rev' with singular resource 'd' (named d->id) added or replaced.
+ * 'd' is retained. */
 struct snap *snap_with_single(const struct snap *s, struct doc *d, uint64_t rev);
 
 /* Number of snapshots currently allocated (debug counter). */

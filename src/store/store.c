@@ -172,7 +172,8 @@ static json_t *merge_patch(json_t *target, const json_t *patch)
         target = json_object();
     }
     /* The cast only feeds the iterator; 'patch' is read, never written. */
-    json_object_foreach ((json_t *)patch, key, value) {
+    json_object_foreach((json_t *)patch, key, value)
+    {
         if (json_is_null(value)) {
             json_object_del(target, key);
         } else {
@@ -260,18 +261,21 @@ static enum store_result validate(const struct store_op *op, struct store_res *r
     const json_t *jid;
 
     if (op->n_if_match > STORE_IF_MATCH_MAX)
-        return fail(res, STORE_INVALID, "If-Match lists more than %d revisions", STORE_IF_MATCH_MAX);
+        return fail(res, STORE_INVALID, "If-Match lists more than %d revisions",
+                    STORE_IF_MATCH_MAX);
     if (op->kind != STORE_IMPORT && !store_name_valid(op->name))
-        return fail(res, STORE_INVALID,
-                    "invalid name: 1-%d characters of [A-Za-z0-9_.-], starting with a letter or digit",
-                    STORE_NAME_MAX);
+        return fail(
+            res, STORE_INVALID,
+            "invalid name: 1-%d characters of [A-Za-z0-9_.-], starting with a letter or digit",
+            STORE_NAME_MAX);
     if ((op->kind == STORE_PUT || op->kind == STORE_PATCH || op->kind == STORE_DELETE) &&
         !store_id_valid(op->id))
         return fail(res, STORE_INVALID, "invalid id: 1-%d characters of [A-Za-z0-9._~-]",
                     STORE_ID_MAX);
     if (op->kind != STORE_DELETE && !json_is_object(op->body))
-        return fail(res, STORE_INVALID, op->kind == STORE_IMPORT ? "db.json must be a JSON object"
-                                                                 : "body must be a JSON object");
+        return fail(res, STORE_INVALID,
+                    op->kind == STORE_IMPORT ? "db.json must be a JSON object"
+                                             : "body must be a JSON object");
     switch (op->kind) {
     case STORE_POST:
         jid = body_id(op->body);
@@ -302,9 +306,9 @@ static enum store_result validate(const struct store_op *op, struct store_res *r
 
 /* What a do_* function hands back on success. */
 struct built {
-    struct snap *next;    /* New reference */
-    struct doc *doc;      /* New reference: the resulting doc (the removed one for DELETE) */
-    bool doc_is_removed;  /* DELETE: res->doc stays NULL */
+    struct snap *next;   /* New reference */
+    struct doc *doc;     /* New reference: the resulting doc (the removed one for DELETE) */
+    bool doc_is_removed; /* DELETE: res->doc stays NULL */
 };
 
 static enum store_result too_many_names(const struct snap *cur, struct store_res *res)
@@ -320,9 +324,9 @@ static enum store_result too_many_names(const struct snap *cur, struct store_res
  * one when the write may create it (*fresh then owns it). Returns STORE_OK, or
  * the failure already recorded in 'res'.
  */
-static enum store_result find_coll(const struct snap *cur, const struct store_op *op,
-                                   uint64_t rev, bool may_create, struct store_res *res,
-                                   const struct coll **c, struct coll **fresh)
+static enum store_result find_coll(const struct snap *cur, const struct store_op *op, uint64_t rev,
+                                   bool may_create, struct store_res *res, const struct coll **c,
+                                   struct coll **fresh)
 {
     *fresh = NULL;
     *c = snap_coll(cur, op->name);
@@ -349,9 +353,8 @@ static void finish_coll(const struct snap *cur, const struct coll *c, struct doc
     coll_release(nc);
 }
 
-static enum store_result do_post(const struct snap *cur, const struct store_op *op,
-                                 json_t **body, uint64_t rev, struct store_res *res,
-                                 struct built *out)
+static enum store_result do_post(const struct snap *cur, const struct store_op *op, json_t **body,
+                                 uint64_t rev, struct store_res *res, struct built *out)
 {
     const struct coll *c;
     struct coll *fresh;
@@ -365,7 +368,8 @@ static enum store_result do_post(const struct snap *cur, const struct store_op *
         goto out;
     /* POST's If-Match target is the collection. */
     if (!if_match_ok(op, fresh == NULL, coll_revision(c))) {
-        rc = fail(res, STORE_PRECONDITION_FAILED, "If-Match does not match the collection's revision");
+        rc = fail(res, STORE_PRECONDITION_FAILED,
+                  "If-Match does not match the collection's revision");
         goto out;
     }
     jid = body_id(*body);
@@ -433,7 +437,8 @@ out:
     return rc;
 }
 
-/* New reference: the merge patch of 'old' by 'patch', or NULL (INVALID in 'res') when it changes "id". */
+/* New reference: the merge patch of 'old' by 'patch', or NULL (INVALID in 'res') when it changes
+ * "id". */
 static json_t *patched(const struct doc *old, const json_t *patch, bool keep_id,
                        struct store_res *res)
 {
@@ -558,7 +563,8 @@ static struct coll *import_coll(const char *name, const json_t *arr, uint64_t re
     bool all_int = true;
     const json_t *el;
 
-    json_array_foreach (arr, i, el) {
+    json_array_foreach(arr, i, el)
+    {
         const json_t *jid = json_is_object(el) ? body_id(el) : NULL;
         if (!json_is_object(el)) {
             fail(res, STORE_INVALID, "db.json: %s[%zu] is not an object", name, i);
@@ -572,7 +578,8 @@ static struct coll *import_coll(const char *name, const json_t *arr, uint64_t re
             max_int = json_integer_value(jid);
         all_int = all_int && (jid == NULL || json_is_integer(jid));
     }
-    json_array_foreach (arr, i, el) {
+    json_array_foreach(arr, i, el)
+    {
         json_t *copy = json_deep_copy(el);
         const json_t *jid = body_id(copy);
 
@@ -611,11 +618,13 @@ static enum store_result do_import(const struct snap *cur, const struct store_op
     if (json_object_size(op->body) > STORE_MAX_NAMES)
         return fail(res, STORE_INVALID, "db.json: more than %d names", STORE_MAX_NAMES);
     next = snap_new(rev);
-    json_object_foreach ((json_t *)op->body, name, value) {
+    json_object_foreach((json_t *)op->body, name, value)
+    {
         struct snap *n;
         if (!store_name_valid(name)) {
-            fail(res, STORE_INVALID, "db.json: invalid name (1-%d characters of [A-Za-z0-9_.-], "
-                                     "starting with a letter or digit)",
+            fail(res, STORE_INVALID,
+                 "db.json: invalid name (1-%d characters of [A-Za-z0-9_.-], "
+                 "starting with a letter or digit)",
                  STORE_NAME_MAX);
             goto out_fail;
         }
@@ -653,7 +662,8 @@ struct store *store_new(const struct store_opts *opts)
     /* Writers must not starve behind a steady stream of readers (glibc prefers readers). */
     if (pthread_rwlockattr_init(&attr) != 0 ||
         pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP) != 0 ||
-        pthread_rwlock_init(&st->lock, &attr) != 0 || pthread_mutex_init(&st->write_lock, NULL) != 0)
+        pthread_rwlock_init(&st->lock, &attr) != 0 ||
+        pthread_mutex_init(&st->write_lock, NULL) != 0)
         panic("store_new: lock initialisation failed");
     pthread_rwlockattr_destroy(&attr);
     st->cur = snap_new(0);

@@ -30,10 +30,10 @@
 struct store;
 
 enum store_result {
-    STORE_OK,                  /* 200 */
-    STORE_CREATED,             /* 201: POST, PUT or PUT_SINGLE made a new doc */
-    STORE_NOT_FOUND,           /* 404: no such doc, collection or resource (or creation forbidden) */
-    STORE_CONFLICT,            /* 409: id taken; name is the other kind (collection vs resource) */
+    STORE_OK,        /* 200 */
+    STORE_CREATED,   /* 201: POST, PUT or PUT_SINGLE made a new doc */
+    STORE_NOT_FOUND, /* 404: no such doc, collection or resource (or creation forbidden) */
+    STORE_CONFLICT,  /* 409: id taken; name is the other kind (collection vs resource) */
     STORE_PRECONDITION_FAILED, /* 412: If-Match did not match */
     STORE_INVALID,             /* 400: bad name, id or body; res.msg says which */
     STORE_COMMIT_FAILED,       /* 503: the commit hook failed (res.err); nothing changed */
@@ -70,9 +70,10 @@ struct store_op {
 /* What the commit hook sees: the validated write and the snapshot it will publish. */
 struct store_change {
     const struct store_op *op;
-    uint64_t rev;            /* the new global revision */
-    const char *name;        /* the collection or resource written; NULL for IMPORT */
-    const struct doc *doc;   /* Borrowed: the resulting doc; for DELETE the removed one; NULL for IMPORT */
+    uint64_t rev;     /* the new global revision */
+    const char *name; /* the collection or resource written; NULL for IMPORT */
+    const struct doc
+        *doc; /* Borrowed: the resulting doc; for DELETE the removed one; NULL for IMPORT */
     const struct snap *next; /* Borrowed: the snapshot about to be published */
 };
 
@@ -102,7 +103,8 @@ struct store_res {
 /* New store holding an empty snapshot at revision 0. 'opts' may be NULL; it is copied. */
 struct store *store_new(const struct store_opts *opts);
 
-/* Frees the store's reference to its snapshot; no thread may be using 'st'. Snapshots readers still hold stay valid. */
+/* Frees the store's reference to its snapshot; no thread may be using 'st'. Snapshots readers still
+ * hold stay valid. */
 void store_free(struct store *st);
 
 /* New reference: the current snapshot. Takes the read lock for a pointer copy only. */

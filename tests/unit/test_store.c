@@ -1,4 +1,5 @@
-/* tests/unit/test_store.c -- the snapshot store: writes, ids, revisions, isolation, import/export. */
+/* tests/unit/test_store.c -- the snapshot store: writes, ids, revisions, isolation, import/export.
+ */
 #include <errno.h>
 #include <inttypes.h>
 #include <malloc.h>
@@ -20,12 +21,12 @@ static int checks_failed;
 static int cases_passed, cases_failed;
 
 /* A failed CHECK fails the current case; the first few are reported with their line. */
-#define CHECK(cond)                                                                      \
-    do {                                                                                 \
-        if (!(cond)) {                                                                   \
-            if (checks_failed++ < 30)                                                    \
-                fprintf(stderr, "  %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
-        }                                                                                \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            if (checks_failed++ < 30)                                                              \
+                fprintf(stderr, "  %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond);         \
+        }                                                                                          \
     } while (0)
 
 static void run(const char *name, void (*fn)(void))
@@ -88,8 +89,8 @@ static enum store_result wr1(struct store *st, enum store_op_kind kind, const ch
 
 /* With If-Match: 'any' or a list of up to 3 revisions (0 ends the list). */
 static enum store_result wr_if(struct store *st, enum store_op_kind kind, const char *name,
-                               const char *id, const char *body, bool any, uint64_t r0,
-                               uint64_t r1, struct store_res *res)
+                               const char *id, const char *body, bool any, uint64_t r0, uint64_t r1,
+                               struct store_res *res)
 {
     struct store_op op = {.kind = kind, .name = name, .id = id, .if_match_any = any};
     json_t *j = body != NULL ? J(body) : NULL;
@@ -271,7 +272,8 @@ static void test_invalid_ops(void)
     uint64_t rev = cur_rev(st);
     char *before = export_store(st);
     for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
-        enum store_result rc = wr(st, cases[i].kind, cases[i].name, cases[i].id, cases[i].body, &res);
+        enum store_result rc =
+            wr(st, cases[i].kind, cases[i].name, cases[i].id, cases[i].body, &res);
         CHECK(rc == STORE_INVALID && res.code == STORE_INVALID);
         CHECK(res.msg[0] != '\0' && res.doc == NULL && res.rev == rev);
         if (rc != STORE_INVALID)
@@ -279,8 +281,8 @@ static void test_invalid_ops(void)
         store_res_cleanup(&res);
     }
     /* An If-Match list longer than the limit. */
-    struct store_op op = {.kind = STORE_DELETE, .name = "p", .id = "1",
-                          .n_if_match = STORE_IF_MATCH_MAX + 1};
+    struct store_op op = {
+        .kind = STORE_DELETE, .name = "p", .id = "1", .n_if_match = STORE_IF_MATCH_MAX + 1};
     CHECK(store_write(st, &op, &res) == STORE_INVALID);
     store_res_cleanup(&res);
     char *after = export_store(st);
@@ -392,7 +394,8 @@ static void test_put(void)
 
     /* PUT to a missing id creates it; an integer path in an integer collection is an integer. */
     CHECK(wr(st, STORE_PUT, "users", "7", "{\"name\":\"a\"}", &res) == STORE_CREATED);
-    CHECK(res.doc != NULL && res.doc->int_id && strcmp(res.doc->bytes, "{\"name\":\"a\",\"id\":7}") == 0);
+    CHECK(res.doc != NULL && res.doc->int_id &&
+          strcmp(res.doc->bytes, "{\"name\":\"a\",\"id\":7}") == 0);
     store_res_cleanup(&res);
     CHECK(wr1(st, STORE_POST, "users", NULL, "{\"name\":\"b\"}") == STORE_CREATED); /* id 8 */
 
@@ -420,7 +423,8 @@ static void test_put(void)
     CHECK(res.doc != NULL && strcmp(res.doc->bytes, "{\"id\":\"007\"}") == 0);
     store_res_cleanup(&res);
     CHECK(wr(st, STORE_PUT, "words", "hello", "{\"a\":[1,{\"b\":null}]}", &res) == STORE_CREATED);
-    CHECK(res.doc != NULL && strcmp(res.doc->bytes, "{\"a\":[1,{\"b\":null}],\"id\":\"hello\"}") == 0);
+    CHECK(res.doc != NULL &&
+          strcmp(res.doc->bytes, "{\"a\":[1,{\"b\":null}],\"id\":\"hello\"}") == 0);
     store_res_cleanup(&res);
 
     /* A body id that differs from the path: invalid, nothing changes. */
@@ -620,7 +624,8 @@ static void test_if_match(void)
     store_res_cleanup(&res);
     /* POST compares with the collection's revision. */
     uint64_t crev = cur_rev(st);
-    CHECK(wr_if(st, STORE_POST, "c", NULL, "{}", false, crev - 1, 0, &res) == STORE_PRECONDITION_FAILED);
+    CHECK(wr_if(st, STORE_POST, "c", NULL, "{}", false, crev - 1, 0, &res) ==
+          STORE_PRECONDITION_FAILED);
     store_res_cleanup(&res);
     CHECK(wr_if(st, STORE_POST, "c", NULL, "{}", false, crev, 0, &res) == STORE_CREATED);
     store_res_cleanup(&res);
@@ -639,11 +644,11 @@ static void test_revisions(void)
     struct snap *s;
 
     CHECK(cur_rev(st) == 0);
-    CHECK(wr1(st, STORE_POST, "a", NULL, "{}") == STORE_CREATED);     /* 1 */
-    CHECK(wr1(st, STORE_POST, "b", NULL, "{}") == STORE_CREATED);     /* 2 */
-    CHECK(wr1(st, STORE_POST, "a", NULL, "{}") == STORE_CREATED);     /* 3 */
+    CHECK(wr1(st, STORE_POST, "a", NULL, "{}") == STORE_CREATED); /* 1 */
+    CHECK(wr1(st, STORE_POST, "b", NULL, "{}") == STORE_CREATED); /* 2 */
+    CHECK(wr1(st, STORE_POST, "a", NULL, "{}") == STORE_CREATED); /* 3 */
     CHECK(wr1(st, STORE_POST, "a", NULL, "{\"id\":1}") == STORE_CONFLICT);
-    CHECK(wr1(st, STORE_PATCH, "b", "1", "{\"x\":1}") == STORE_OK);  /* 4 */
+    CHECK(wr1(st, STORE_PATCH, "b", "1", "{\"x\":1}") == STORE_OK);           /* 4 */
     CHECK(wr1(st, STORE_PUT_SINGLE, "profile", NULL, "{}") == STORE_CREATED); /* 5 */
     s = store_acquire(st);
     CHECK(snap_revision(s) == 5);
@@ -654,7 +659,7 @@ static void test_revisions(void)
     CHECK(coll_get(snap_coll(s, "b"), "1", 1)->rev == 4);
     CHECK(snap_single(s, "profile")->rev == 5);
     snap_release(s);
-    CHECK(wr1(st, STORE_DELETE, "a", "1", NULL) == STORE_OK);         /* 6 */
+    CHECK(wr1(st, STORE_DELETE, "a", "1", NULL) == STORE_OK); /* 6 */
     s = store_acquire(st);
     CHECK(snap_revision(s) == 6 && coll_revision(snap_coll(s, "a")) == 6);
     CHECK(coll_revision(snap_coll(s, "b")) == 4);
@@ -700,7 +705,8 @@ static void test_isolation(void)
     CHECK(strcmp(before, after) == 0);
     CHECK(snap_revision(old) == 201 && coll_count(snap_coll(old, "c")) == 200);
     CHECK(snap_coll(old, "other") == NULL);
-    CHECK(d == coll_get(snap_coll(old, "c"), "50", 2) && d->json == dj && strcmp(d->bytes, dbytes) == 0);
+    CHECK(d == coll_get(snap_coll(old, "c"), "50", 2) && d->json == dj &&
+          strcmp(d->bytes, dbytes) == 0);
     CHECK(json_eq_text(d->json, "{\"v\":0,\"id\":50}"));
     free(after);
 
@@ -787,11 +793,13 @@ static void test_singular(void)
     struct snap *s;
 
     CHECK(wr1(st, STORE_PATCH_SINGLE, "profile", NULL, "{\"a\":1}") == STORE_NOT_FOUND);
-    CHECK(wr(st, STORE_PUT_SINGLE, "profile", NULL, "{\"name\":\"t\",\"id\":5}", &res) == STORE_CREATED);
+    CHECK(wr(st, STORE_PUT_SINGLE, "profile", NULL, "{\"name\":\"t\",\"id\":5}", &res) ==
+          STORE_CREATED);
     CHECK(res.doc != NULL && strcmp(res.doc->bytes, "{\"name\":\"t\",\"id\":5}") == 0);
     CHECK(res.doc != NULL && strcmp(res.doc->id, "profile") == 0 && res.doc->seq == 0);
     store_res_cleanup(&res);
-    CHECK(wr(st, STORE_PATCH_SINGLE, "profile", NULL, "{\"name\":null,\"x\":{\"y\":1}}", &res) == STORE_OK);
+    CHECK(wr(st, STORE_PATCH_SINGLE, "profile", NULL, "{\"name\":null,\"x\":{\"y\":1}}", &res) ==
+          STORE_OK);
     CHECK(res.doc != NULL && strcmp(res.doc->bytes, "{\"id\":5,\"x\":{\"y\":1}}") == 0);
     store_res_cleanup(&res);
     CHECK(wr(st, STORE_PUT_SINGLE, "profile", NULL, "{}", &res) == STORE_OK);
@@ -926,8 +934,9 @@ static void test_import_export(void)
     store_res_cleanup(&res);
 
     /* Elements without ids get them: integers above every explicit one, or random strings. */
-    CHECK(import_text(st, "{\"a\":[{\"n\":1},{\"id\":5},{\"n\":2,\"id\":null}],"
-                          "\"b\":[{\"id\":\"s\"},{}],\"c\":[{}]}",
+    CHECK(import_text(st,
+                      "{\"a\":[{\"n\":1},{\"id\":5},{\"n\":2,\"id\":null}],"
+                      "\"b\":[{\"id\":\"s\"},{}],\"c\":[{}]}",
                       &res) == STORE_OK);
     store_res_cleanup(&res);
     s = store_acquire(st);
@@ -984,7 +993,7 @@ static void test_import_export(void)
 
 struct hook_state {
     struct store *st;
-    int fail_with;        /* returned by the hook when non-zero */
+    int fail_with; /* returned by the hook when non-zero */
     int calls;
     uint64_t seen_rev;    /* ch->rev */
     uint64_t cur_in_hook; /* what a reader saw during the hook */
@@ -1034,14 +1043,10 @@ static void test_commit_hook(void)
         enum store_op_kind kind;
         const char *name, *id, *body;
     } writes[] = {
-        {STORE_POST, "c", NULL, "{}"},
-        {STORE_POST, "newcoll", NULL, "{}"},
-        {STORE_PUT, "c", "1", "{\"v\":2}"},
-        {STORE_PUT, "c", "2", "{}"},
-        {STORE_PATCH, "c", "1", "{\"v\":3}"},
-        {STORE_DELETE, "c", "1", NULL},
-        {STORE_PUT_SINGLE, "p", NULL, "{}"},
-        {STORE_IMPORT, NULL, NULL, "{}"},
+        {STORE_POST, "c", NULL, "{}"},        {STORE_POST, "newcoll", NULL, "{}"},
+        {STORE_PUT, "c", "1", "{\"v\":2}"},   {STORE_PUT, "c", "2", "{}"},
+        {STORE_PATCH, "c", "1", "{\"v\":3}"}, {STORE_DELETE, "c", "1", NULL},
+        {STORE_PUT_SINGLE, "p", NULL, "{}"},  {STORE_IMPORT, NULL, NULL, "{}"},
     };
     for (size_t i = 0; i < ARRAY_LEN(writes); i++) {
         CHECK(wr(st, writes[i].kind, writes[i].name, writes[i].id, writes[i].body, &res) ==
@@ -1251,9 +1256,9 @@ static int measure(void)
     t0 = now_nsec();
     for (int i = 0; i < N; i++) {
         snprintf(body, sizeof(body),
-                         "{\"title\":\"post number %06d\",\"author\":\"someone\",\"views\":%d,"
-                         "\"published\":true}",
-                         i, i * 7);
+                 "{\"title\":\"post number %06d\",\"author\":\"someone\",\"views\":%d,"
+                 "\"published\":true}",
+                 i, i * 7);
         CHECK(wr(st, STORE_POST, "posts", NULL, body, &res) == STORE_CREATED);
         raw += res.doc->len;
         store_res_cleanup(&res);
@@ -1295,8 +1300,7 @@ static int measure(void)
         /* + 3 per write: the doc, the collection header and the snapshot (xmalloc, not hooked). */
         printf("# %-14s %.1f allocations per write (%.1f pmap nodes, %.1f jansson), %.2f us\n",
                ops[k].label, (double)(a1 - a0) / W + 3, (double)(pmap_nodes_made() - nodes0) / W,
-               (double)(a1 - a0 - (pmap_nodes_made() - nodes0)) / W,
-               (double)(t1 - t0) / W / 1000);
+               (double)(a1 - a0 - (pmap_nodes_made() - nodes0)) / W, (double)(t1 - t0) / W / 1000);
     }
 
     /* Export and import of the whole store. */
