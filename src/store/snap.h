@@ -60,12 +60,10 @@ int snap_export(const struct snap *s, struct buf *b);
 /* New reference: an empty snapshot at revision 'rev'. */
 struct snap *snap_new(uint64_t rev);
 
-/* New reference: 's' at revision 'rev' with collection 'c' added or replacing its namesake. 'c' is
- * retained. */
+/* New reference: 's' at 'rev' with collection 'c' (retained) added or replacing its namesake. */
 struct snap *snap_with_coll(const struct snap *s, const struct coll *c, uint64_t rev);
 
-/* New reference: 's' at revision 'rev' with singular resource 'd' (named d->id) added or replaced.
- * 'd' is retained. */
+/* New reference: 's' at 'rev' with resource 'd' (retained; named d->id) added or replaced. */
 struct snap *snap_with_single(const struct snap *s, struct doc *d, uint64_t rev);
 
 /* Number of snapshots currently allocated (debug counter). */

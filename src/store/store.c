@@ -103,6 +103,24 @@ static const json_t *body_id(const json_t *body)
     return json_is_null(id) ? NULL : id;
 }
 
+/*
+ * jansson reports out of memory as NULL or -1; cairnd aborts on OOM (util.h),
+ * and a silently dropped member would corrupt a document.
+ */
+static json_t *copy(const json_t *j)
+{
+    json_t *c = json_deep_copy(j);
+    if (c == NULL)
+        panic("json_deep_copy: out of memory");
+    return c;
+}
+
+static void set_new(json_t *obj, const char *key, json_t *value)
+{
+    if (value == NULL || json_object_set_new(obj, key, value) != 0)
+        panic("json_object_set_new: out of memory");
+}
+
 /* 21 characters of [A-Za-z0-9_-] from getrandom(2), the kernel CSPRNG. */
 static void random_id(char *out)
 {
@@ -147,7 +165,7 @@ static void next_id(const struct coll *c, char *key, bool *as_int, int64_t *v)
 /* Sets obj's "id" (in place if present, else appended) to the integer 'v' or the string 'key'. */
 static void set_id(json_t *obj, const char *key, bool as_int, int64_t v)
 {
-    json_object_set_new(obj, "id", as_int ? json_integer(v) : json_string(key));
+    set_new(obj, "id", as_int ? json_integer(v) : json_string(key));
 }
 
 /* ---- RFC 7396 JSON Merge Patch ---- */
@@ -165,11 +183,13 @@ static json_t *merge_patch(json_t *target, const json_t *patch)
 
     if (!json_is_object(patch)) {
         json_decref(target);
-        return json_deep_copy(patch);
+        return copy(patch);
     }
     if (!json_is_object(target)) {
         json_decref(target);
         target = json_object();
+        if (target == NULL)
+            panic("json_object: out of memory");
     }
     /* The cast only feeds the iterator; 'patch' is read, never written. */
     json_object_foreach((json_t *)patch, key, value)
@@ -178,7 +198,7 @@ static json_t *merge_patch(json_t *target, const json_t *patch)
             json_object_del(target, key);
         } else {
             json_t *cur = json_object_get(target, key);
-            json_object_set_new(target, key, merge_patch(json_incref(cur), value));
+            set_new(target, key, merge_patch(json_incref(cur), value));
         }
     }
     return target;
@@ -186,7 +206,7 @@ static json_t *merge_patch(json_t *target, const json_t *patch)
 
 json_t *store_merge_patch(const json_t *target, const json_t *patch)
 {
-    return merge_patch(target != NULL ? json_deep_copy(target) : NULL, patch);
+    return merge_patch(target != NULL ? copy(target) : NULL, patch);
 }
 
 /* ---- results ---- */
@@ -437,12 +457,14 @@ out:
     return rc;
 }
 
-/* New reference: the merge patch of 'old' by 'patch', or NULL (INVALID in 'res') when it changes
- * "id". */
+/*
+ * New reference: 'patch' merged into a copy of 'old'. With 'keep_id', NULL
+ * (and INVALID in 'res') when the patch changes or removes "id".
+ */
 static json_t *patched(const struct doc *old, const json_t *patch, bool keep_id,
                        struct store_res *res)
 {
-    json_t *j = merge_patch(json_deep_copy(old->json), patch);
+    json_t *j = merge_patch(copy(old->json), patch);
 
     if (keep_id && !json_equal(json_object_get(j, "id"), json_object_get(old->json, "id"))) {
         json_decref(j);
@@ -580,20 +602,20 @@ static struct coll *import_coll(const char *name, const json_t *arr, uint64_t re
     }
     json_array_foreach(arr, i, el)
     {
-        json_t *copy = json_deep_copy(el);
-        const json_t *jid = body_id(copy);
+        json_t *el_copy = copy(el);
+        const json_t *jid = body_id(el_copy);
 
         if (jid != NULL) {
             store_id_key(jid, key);
         } else if (all_int && max_int < INT64_MAX) {
             max_int++;
             snprintf(key, sizeof(key), "%" PRId64, max_int);
-            set_id(copy, key, true, max_int);
+            set_id(el_copy, key, true, max_int);
         } else {
             random_id(key);
-            set_id(copy, key, false, 0);
+            set_id(el_copy, key, false, 0);
         }
-        docs[made++] = doc_new(copy, key, strlen(key), (uint64_t)i + 1, rev);
+        docs[made++] = doc_new(el_copy, key, strlen(key), (uint64_t)i + 1, rev);
     }
     c = coll_build(name, rev, docs, made, &dup);
     if (c == NULL)
@@ -635,7 +657,7 @@ static enum store_result do_import(const struct snap *cur, const struct store_op
             n = snap_with_coll(next, c, rev);
             coll_release(c);
         } else if (json_is_object(value)) {
-            struct doc *d = doc_new(json_deep_copy(value), name, strlen(name), 0, rev);
+            struct doc *d = doc_new(copy(value), name, strlen(name), 0, rev);
             n = snap_with_single(next, d, rev);
             doc_release(d);
         } else {
@@ -720,7 +742,7 @@ enum store_result store_write(struct store *st, const struct store_op *op, struc
     if (rc != STORE_OK)
         goto out_rev;
     if (op->kind == STORE_POST || op->kind == STORE_PUT || op->kind == STORE_PUT_SINGLE)
-        body = json_deep_copy(op->body);
+        body = copy(op->body);
 
     pthread_mutex_lock(&st->write_lock);
     cur = st->cur;

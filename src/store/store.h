@@ -72,8 +72,8 @@ struct store_change {
     const struct store_op *op;
     uint64_t rev;     /* the new global revision */
     const char *name; /* the collection or resource written; NULL for IMPORT */
-    const struct doc
-        *doc; /* Borrowed: the resulting doc; for DELETE the removed one; NULL for IMPORT */
+    /* Borrowed: the resulting doc; for DELETE the removed one; NULL for IMPORT. */
+    const struct doc *doc;
     const struct snap *next; /* Borrowed: the snapshot about to be published */
 };
 
@@ -103,8 +103,10 @@ struct store_res {
 /* New store holding an empty snapshot at revision 0. 'opts' may be NULL; it is copied. */
 struct store *store_new(const struct store_opts *opts);
 
-/* Frees the store's reference to its snapshot; no thread may be using 'st'. Snapshots readers still
- * hold stay valid. */
+/*
+ * Frees the store and its reference to the current snapshot. No thread may be
+ * using 'st'; snapshots that readers still hold stay valid.
+ */
 void store_free(struct store *st);
 
 /* New reference: the current snapshot. Takes the read lock for a pointer copy only. */
