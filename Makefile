@@ -18,14 +18,15 @@ FAULTS   ?=
 BUILD    ?= build$(if $(SANITIZE),-$(subst $(comma),-,$(SANITIZE)))$(if $(FAULTS),-faults)
 
 CFLAGS   ?= -O2 -g
-CFLAGS   += -std=c11 -D_GNU_SOURCE -DCAIRN_VERSION='"$(VERSION)"' -pthread \
+CFLAGS   += -std=c11 -Isrc -D_GNU_SOURCE -DCAIRN_VERSION='"$(VERSION)"' -pthread \
             -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wformat -Wformat-security -Wvla -Wpointer-arith -Wundef -Wnull-dereference \
             -fno-common -fstack-protector-strong
 CFLAGS   += $(shell pkg-config --cflags $(PKGS))
 LDLIBS   += $(shell pkg-config --libs $(PKGS)) -pthread
 ifneq ($(SANITIZE),)
-CFLAGS   += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -O1
+# gcc 12 misreports vsnprintf(NULL, 0, ...) as a null format under -fsanitize
+CFLAGS   += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -O1 -Wno-format-truncation
 LDFLAGS  += -fsanitize=$(SANITIZE)
 endif
 ifneq ($(FAULTS),)
@@ -33,7 +34,8 @@ CFLAGS   += -DCAIRN_FAULTS
 endif
 
 LIB_SRCS  = src/util.c src/log.c src/notify.c src/config.c src/reply.c src/router.c \
-            src/stats.c src/http.c src/mod_health.c src/mod_stats.c
+            src/stats.c src/http.c src/mod_health.c src/mod_stats.c src/query.c \
+            src/store/doc.c src/store/pmap.c src/store/coll.c src/store/snap.c src/store/store.c
 ifneq ($(FAULTS),)
 LIB_SRCS += src/mod_debug.c
 endif
@@ -41,7 +43,7 @@ MAIN_SRCS = src/main.c
 LIB_OBJS  = $(LIB_SRCS:src/%.c=$(BUILD)/%.o)
 MAIN_OBJS = $(MAIN_SRCS:src/%.c=$(BUILD)/%.o)
 
-UNIT_TESTS = test_util test_config test_router test_reply
+UNIT_TESTS = test_util test_config test_router test_reply test_query test_pmap test_store
 UNIT_BINS  = $(UNIT_TESTS:%=$(BUILD)/tests/%)
 
 .PHONY: all unit-tests test test-quick run install uninstall format lint clean

@@ -6,12 +6,15 @@
  *   POST /_debug/echo        answers the JSON body it was sent.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "http.h"
 #include "modules.h"
+
+static atomic_uint sleepers; /* threads that still owe an http_finish() */
 
 struct sleeper {
     struct request *req;
@@ -27,6 +30,7 @@ static void *sleep_then_finish(void *arg)
     reply_body_copy(&reply, "{\"slept\":true}", 14);
     http_finish(s->req, RES_OK, &reply);
     free(s);
+    atomic_fetch_sub(&sleepers, 1);
     return NULL;
 }
 
@@ -45,6 +49,7 @@ static enum result get_sleep(struct request *req, struct reply *reply)
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     http_defer(req);
+    atomic_fetch_add(&sleepers, 1);
     if (pthread_create(&t, &attr, sleep_then_finish, s) != 0)
         panic("mod_debug: pthread_create failed");
     pthread_attr_destroy(&attr);
@@ -59,6 +64,13 @@ static enum result post_echo(struct request *req, struct reply *reply)
     return RES_OK;
 }
 
+/* Deferred requests must be finished before the pool stops: wait for the sleepers. */
+static void debug_fini(void)
+{
+    while (atomic_load(&sleepers) != 0)
+        usleep(10000);
+}
+
 static const struct route routes[] = {
     {METHOD_GET, "/_debug/sleep", get_sleep, 0},
     {METHOD_POST, "/_debug/echo", post_echo, ROUTE_BODY},
@@ -67,5 +79,6 @@ static const struct route routes[] = {
 
 const struct module mod_debug = {
     .name = "debug",
+    .fini = debug_fini,
     .routes = routes,
 };

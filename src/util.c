@@ -184,8 +184,10 @@ int buf_json_string(struct buf *b, const char *s, size_t n)
 
 char *buf_steal(struct buf *b, size_t *len)
 {
-    if (b->data == NULL)
-        reserve(b, 0);
+    if (b->data == NULL) {
+        b->data = xmalloc(1);
+        b->data[0] = '\0';
+    }
     char *p = b->data;
     if (len != NULL)
         *len = b->len;

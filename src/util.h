@@ -16,7 +16,7 @@ void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 /* New heap string, printf-formatted. */
-char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2), nonnull(1)));
 
 /* Logs to stderr and aborts: for broken invariants, never for bad input. */
 _Noreturn void panic(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

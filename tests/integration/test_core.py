@@ -1,0 +1,344 @@
+"""The request lifecycle, router, replies and stats, against the real cairnd."""
+import json
+import signal
+import socket
+import threading
+import time
+
+from cairn import Daemon, FAULTS_BINARY
+
+
+def problem(r, status):
+    assert r.status == status, r
+    assert r.headers["content-type"] == "application/problem+json", r
+    doc = r.json()
+    assert doc["status"] == status and doc["title"] and doc["type"] == "about:blank", doc
+    assert doc["request_id"] == r.headers["x-request-id"], (doc, r.headers)
+    return doc
+
+
+def settled(d):
+    """Stats once every earlier request's context is freed (the stats request is in flight)."""
+    def once():
+        s = d.stats()
+        c = s["counters"]
+        return s if c["request_contexts_created"] == c["request_contexts_freed"] + 1 else None
+    s = d.wait_for(once)
+    assert s, d.stats()
+    return s
+
+
+def with_daemon(fn, **kw):
+    d = Daemon(**kw)
+    try:
+        fn(d)
+        assert d.stop() == 0
+    finally:
+        d.cleanup()
+
+
+def test_health_and_ready():
+    def t(d):
+        r = d.get("/healthz")
+        assert r.status == 200 and r.json() == {"status": "ok"}, r
+        assert r.headers["content-type"] == "application/json"
+        assert int(r.headers["content-length"]) == len(r.body)
+        r = d.get("/readyz")
+        assert r.status == 200 and r.json()["status"] == "ready", r
+    with_daemon(t)
+
+
+def test_head_has_headers_not_body():
+    def t(d):
+        r = d.request("HEAD", "/healthz")
+        assert r.status == 200 and r.body == b"", r
+        assert r.headers["content-length"] == str(len(b'{"status":"ok"}')), r
+    with_daemon(t)
+
+
+def test_404_405_problem_json():
+    def t(d):
+        doc = problem(d.get("/nope"), 404)
+        assert doc["instance"] == "/nope"
+        r = d.request("POST", "/healthz")
+        problem(r, 405)
+        assert r.headers["allow"] == "GET, HEAD", r.headers
+        r = d.request("DELETE", "/v1/_stats")
+        problem(r, 405)
+        assert r.headers["allow"] == "GET, HEAD"
+        problem(d.request("BREW", "/healthz"), 405)
+        problem(d.get("/healthz/extra"), 404)
+    with_daemon(t)
+
+
+def test_request_ids():
+    def t(d):
+        a, b = d.get("/healthz"), d.get("/nope")
+        assert a.headers["x-request-id"] != b.headers["x-request-id"]
+        assert len(a.headers["x-request-id"]) >= 16
+        r = d.get("/nope", headers={"X-Request-Id": "client-chosen.id:42"})
+        assert r.headers["x-request-id"] == "client-chosen.id:42"
+        assert problem(r, 404)["request_id"] == "client-chosen.id:42"
+        assert "[client-chosen.id:42] GET /nope -> 404" in d.log()
+        for bad in ["has space", "x" * 65, "semi;colon", "\u00e9".encode().decode("latin-1")]:
+            r = d.get("/healthz", headers={"X-Request-Id": bad})
+            assert r.headers["x-request-id"] != bad and len(r.headers["x-request-id"]) >= 16
+    with_daemon(t)
+
+
+def test_keep_alive_and_pipelining():
+    def t(d):
+        c = d.conn()
+        for _ in range(50):
+            r = d.get("/healthz", conn=c)
+            assert r.status == 200 and "connection" not in r.headers, r.headers
+        problem(d.get("/nope", conn=c), 404)   # an error reply keeps the connection too
+        assert d.get("/healthz", conn=c).status == 200
+        c.close()
+        req = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        out = d.raw(req * 3 + b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert out.count(b"HTTP/1.1 200 OK") == 4, out
+        assert out.rindex(b'{"status":"ready"}') > out.rindex(b'{"status":"ok"}')
+    with_daemon(t)
+
+
+def test_stats_and_metrics_agree():
+    def t(d):
+        for _ in range(5):
+            d.get("/healthz")
+        d.get("/nope")
+        s = settled(d)
+        for key in ["requests", "request_contexts_created", "request_contexts_freed",
+                    "replies_unqueued", "early_replies", "config_reloads"]:
+            assert key in s["counters"], key
+        for key in ["open_connections", "config_generation", "uptime_seconds", "rss_bytes"]:
+            assert key in s["gauges"], key
+        assert s["routes"]["GET /healthz"]["2xx"] == 5
+        assert s["routes"]["unmatched"]["4xx"] == 1
+        assert s["gauges"]["config_generation"] == 1
+        assert s["gauges"]["rss_bytes"] > 1 << 20
+        assert set(s["terminations"]) == {"completed_ok", "with_error", "timeout_reached",
+                                          "daemon_shutdown", "read_error", "client_abort"}
+        m = d.get("/metrics")
+        assert m.status == 200 and m.headers["content-type"].startswith("text/plain; version=0.0.4")
+        text = m.body.decode()
+        values = {}
+        for line in text.splitlines():
+            if line.startswith("#"):
+                continue
+            name, value = line.rsplit(" ", 1)
+            values[name] = int(value)
+        # both formats come from one declaration: every JSON counter is a metric
+        for key in s["counters"]:
+            assert "cairn_%s_total" % key in values, key
+        assert values['cairn_http_responses_total{route="GET /healthz",class="2xx"}'] == 5
+        assert values['cairn_request_terminations_total{code="completed_ok"}'] >= 6
+        assert "# TYPE cairn_open_connections gauge" in text
+    with_daemon(t)
+
+
+def test_contexts_balance_after_traffic():
+    def t(d):
+        def worker():
+            c = d.conn()
+            for i in range(200):
+                d.get("/healthz" if i % 3 else "/nope", conn=c)
+            c.close()
+        ts = [threading.Thread(target=worker) for _ in range(8)]
+        for x in ts:
+            x.start()
+        for x in ts:
+            x.join()
+        s = settled(d)
+        assert s["counters"]["replies_unqueued"] == 0
+    with_daemon(t)
+
+
+def test_cli():
+    import subprocess
+    from cairn import BINARY
+    out = subprocess.run([BINARY, "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("cairnd "), out
+    out = subprocess.run([BINARY, "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "--check-config" in out.stdout, out
+    out = subprocess.run([BINARY, "--bogus"], capture_output=True, text=True)
+    assert out.returncode == 64, out
+    out = subprocess.run([BINARY, "-c", "conf/cairnd.conf", "--check-config"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out
+
+
+# ---- bodies and framing (the fault build has POST /_debug/echo, a JSON body route) ----
+
+def faults(fn, **kw):
+    with_daemon(fn, binary=FAULTS_BINARY, **kw)
+
+
+def test_body_echo_and_chunked():
+    def t(d):
+        r = d.request("POST", "/_debug/echo", body={"a": [1, 2, 3]})
+        assert r.status == 200 and r.json() == {"a": [1, 2, 3]}, r
+        body = json.dumps({"k": "v" * 5000}).encode()
+        chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 1000]), body[i:i + 1000])
+                          for i in range(0, len(body), 1000))
+        req = (b"POST /_debug/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + chunks + b"0\r\n\r\n")
+        out = d.raw(req)
+        assert out.startswith(b"HTTP/1.1 200"), out[:200]
+        assert out.endswith(body), out[-100:]
+        r = d.request("POST", "/_debug/echo", body='{"x":1}',
+                      headers={"Content-Type": "application/merge-patch+json; charset=utf-8"})
+        assert r.status == 200
+    faults(t)
+
+
+def test_early_413_without_reading_body():
+    def t(d):
+        s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+        t0 = time.time()
+        s.sendall(b"POST /_debug/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 10000000\r\n\r\n")
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+        s.close()
+        assert out.startswith(b"HTTP/1.1 413"), out
+        assert b"application/problem+json" in out and b"Connection: close" in out, out
+        assert time.time() - t0 < 2
+        st = d.stats()
+        assert st["counters"]["early_replies"] == 1
+    faults(t, settings={"max_body_bytes": 1000})
+
+
+def test_chunked_over_limit_is_413():
+    def t(d):
+        chunk = b"x" * 600
+        req = (b"POST /_debug/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               b"Transfer-Encoding: chunked\r\n\r\n" + (b"258\r\n" + chunk + b"\r\n") * 3 + b"0\r\n\r\n"
+               + b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        out = d.raw(req)
+        assert out.startswith(b"HTTP/1.1 413"), out[:300]
+        # the body was consumed, so the connection is still in sync for the next request
+        assert b"HTTP/1.1 200" in out, out
+    faults(t, settings={"max_body_bytes": 1000})
+
+
+def test_framing_rejections():
+    cases = [
+        (b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n", b"400", b"ambiguous"),
+        (b"Content-Length: 5\r\nContent-Length: 5\r\n", b"400", b"more than once"),
+        (b"Transfer-Encoding: gzip\r\n", b"400", b"not supported"),
+    ]
+
+    def t(d):
+        for headers, status, detail in cases:
+            out = d.raw(b"POST /_debug/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        + headers + b"\r\nhello")
+            assert out.startswith(b"HTTP/1.1 " + status), (headers, out)
+            assert detail in out, (headers, out)
+            assert b"application/problem+json" in out
+        # libmicrohttpd itself answers a non-numeric Content-Length (its own HTML 400,
+        # before any callback): still a 400 and a closed connection
+        out = d.raw(b"POST /_debug/echo HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\nhello")
+        assert out.startswith(b"HTTP/1.1 400") and b"Connection: close" in out, out
+        # a non-JSON body on a JSON route: 415
+        out = d.raw(b"POST /_debug/echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+                    b"Content-Length: 5\r\n\r\nhello")
+        assert out.startswith(b"HTTP/1.1 415"), out
+        out = d.raw(b"POST /_debug/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+        assert out.startswith(b"HTTP/1.1 415"), out
+        # a body on a route that takes none
+        out = d.raw(b"DELETE /healthz HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: 2\r\n\r\n{}")
+        assert out.startswith(b"HTTP/1.1 405"), out
+        out = d.raw(b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: 2\r\n\r\n{}")
+        assert out.startswith(b"HTTP/1.1 400") and b"takes no request body" in out, out
+        settled(d)
+    faults(t)
+
+
+def test_oversize_headers_431():
+    def t(d):
+        out = d.raw(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40000 + b"\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 431"), out[:200]
+        assert d.get("/healthz").status == 200
+    with_daemon(t, settings={"max_header_bytes": 32768})
+
+
+def test_bad_query_params_bounded():
+    def t(d):
+        r = d.get("/_debug/sleep?ms=" + "1" * 5000)
+        problem(r, 400)
+        r = d.get("/_debug/sleep?" + "&".join("a%d=1" % i for i in range(70)))
+        assert "more than 64" in problem(r, 400)["detail"]
+    faults(t)
+
+
+# ---- lifecycle ----
+
+def test_deferred_reply_does_not_hold_worker():
+    def t(d):
+        results = []
+
+        def slow():
+            results.append(d.get("/_debug/sleep?ms=1500", timeout=10).status)
+        ts = [threading.Thread(target=slow) for _ in range(4)]
+        for x in ts:
+            x.start()
+        time.sleep(0.2)
+        worst = 0
+        for _ in range(10):
+            t0 = time.time()
+            assert d.get("/healthz").status == 200
+            worst = max(worst, time.time() - t0)
+        for x in ts:
+            x.join()
+        assert results == [200] * 4, results
+        assert worst < 0.5, worst
+    faults(t, settings={"threads": 1})
+
+
+def test_sigterm_drains_in_flight_requests():
+    d = Daemon(binary=FAULTS_BINARY)
+    try:
+        out = {}
+
+        def slow():
+            out["r"] = d.get("/_debug/sleep?ms=1000", timeout=10)
+        t = threading.Thread(target=slow)
+        t.start()
+        time.sleep(0.3)
+        t0 = time.time()
+        d.send_signal(signal.SIGTERM)
+        t.join()
+        assert out["r"].status == 200 and out["r"].headers.get("connection") == "close", out
+        assert d.proc.wait(10) == 0
+        assert time.time() - t0 < 5
+        log = d.log()
+        assert "SIGTERM" in log or "Terminated" in log, log
+        assert d.stop() == 0
+    finally:
+        d.cleanup()
+
+
+def test_readyz_503_while_draining():
+    d = Daemon(binary=FAULTS_BINARY, settings={"shutdown_timeout": 3})
+    try:
+        c = d.conn()
+        assert d.get("/readyz", conn=c).status == 200
+        hold = threading.Thread(target=lambda: d.get("/_debug/sleep?ms=1500", timeout=10))
+        hold.start()
+        time.sleep(0.2)
+        d.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        r = d.get("/readyz", conn=c)   # an existing keep-alive connection is still served
+        problem(r, 503)
+        assert r.headers.get("connection") == "close"
+        hold.join()
+        assert d.stop() == 0
+    finally:
+        d.cleanup()
