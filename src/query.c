@@ -402,23 +402,32 @@ static const char *read_count(const char *s, long cap, long *out)
     return s;
 }
 
+/* What like_scan learns about a pattern before regcomp sees it. */
+struct like_info {
+    long weight;     /* size with {m,n} repeats written out, saturated above the cap */
+    bool backref;    /* \1..\9: exponential in glibc, and not in the dialect */
+    bool repeat;     /* has *, +, ? or {m,n} */
+    bool unbalanced; /* a ')' without its '(' (glibc would take it literally) */
+};
+
 /*
- * An upper bound of the size of 'pat' with every {m,n} repeat written out;
- * glibc's matcher costs about text length x this. Saturates above 'cap'.
- * -1 for a back-reference (\1..\9: exponential in glibc, not in the dialect).
+ * Walks 'pat' as glibc's ERE parser does (escapes, bracket expressions,
+ * groups, intervals) to bound its cost: glibc's matcher costs about text
+ * length x weight per start position.
  */
-static long like_weight(const char *pat, long cap)
+static void like_scan(const char *pat, long cap, struct like_info *info)
 {
     long sum[QUERY_MAX_LIKE + 2], last[QUERY_MAX_LIKE + 2];
     size_t depth = 0;
     const char *s = pat;
 
+    memset(info, 0, sizeof(*info));
     sum[0] = last[0] = 0;
     while (*s != '\0') {
         long atom = 1;
         if (*s == '\\') {
             if (s[1] >= '1' && s[1] <= '9')
-                return -1;
+                info->backref = true;
             s += s[1] != '\0' ? 2 : 1;
         } else if (*s == '[') {
             /* A bracket expression is one atom; ']' first is literal. */
@@ -447,10 +456,15 @@ static long like_weight(const char *pat, long cap)
             }
             s++;
             continue;
-        } else if (*s == ')' && depth > 0) {
-            atom = sum[depth];
-            depth--;
-            s++;
+        } else if (*s == ')') {
+            if (depth == 0) {
+                info->unbalanced = true;
+                s++;
+            } else {
+                atom = sum[depth];
+                depth--;
+                s++;
+            }
         } else if (*s == '{' && last[depth] > 0) {
             /* {m}, {m,}, {m,n}, {,n}: the largest count multiplies the last atom. */
             long m = -1, n = -1;
@@ -469,12 +483,18 @@ static long like_weight(const char *pat, long cap)
                 if (sum[depth] > cap)
                     sum[depth] = cap + 1;
                 last[depth] = grown;
+                info->repeat = true;
                 s = e + 1;
                 continue;
             }
             s++;
-        } else if (*s == '*' || *s == '+' || *s == '?' || *s == '|' || *s == '^' || *s == '$') {
-            /* Loops and anchors add no states worth counting; '|' adds both sides. */
+        } else if (*s == '*' || *s == '+' || *s == '?') {
+            /* Loops add no states worth counting, but make the search quadratic. */
+            info->repeat = true;
+            s++;
+            continue;
+        } else if (*s == '|' || *s == '^' || *s == '$') {
+            /* '|' adds both sides, which the sum does. */
             s++;
             continue;
         } else {
@@ -489,30 +509,59 @@ static long like_weight(const char *pat, long cap)
     long total = 0;
     for (size_t i = 0; i <= depth; i++)
         total = total + sum[i] > cap ? cap + 1 : total + sum[i];
-    return total;
+    info->weight = total;
 }
 
-/* Compiles fv->text as a case-insensitive POSIX ERE. */
+/*
+ * The prefix that turns a search for P into one anchored match of
+ * ^(any byte)*(P). glibc's regexec retries an unanchored pattern at every
+ * start position, which is quadratic in the text for patterns such as
+ * "[a-z]+y"; the anchored form is one linear pass. '[^.]' also matches the
+ * NUL bytes that '.' skips. Safe because P has balanced parentheses and no
+ * back-references, so wrapping it changes neither its meaning nor its groups.
+ */
+#define LIKE_PREFIX "^(.|[^.])*("
+
+/* Compiles fv->text as a case-insensitive POSIX ERE; see LIKE_PREFIX. */
 static int like_compile(struct fvalue *fv, const char *name, struct query_error *err)
 {
+    struct like_info info;
+    int rc;
+
     if (fv->len > QUERY_MAX_LIKE)
         return fail(err, QUERY_ERR_VALUE_TOO_LONG, name, "pattern longer than %d bytes",
                     QUERY_MAX_LIKE);
-    long w = like_weight(fv->text, QUERY_MAX_LIKE_WEIGHT);
-    if (w < 0)
+    like_scan(fv->text, QUERY_MAX_LIKE_WEIGHT, &info);
+    if (info.backref)
         return fail(err, QUERY_ERR_BAD_REGEX, name, "back-references are not supported");
-    if (w > QUERY_MAX_LIKE_WEIGHT)
+    if (info.weight > QUERY_MAX_LIKE_WEIGHT)
         return fail(err, QUERY_ERR_BAD_REGEX, name,
                     "pattern too large once repeats are expanded (limit %d)",
                     QUERY_MAX_LIKE_WEIGHT);
 
+    /* The pattern as written: its errors are the ones to report. */
     regex_t *re = xmalloc(sizeof(*re));
-    int rc = regcomp(re, fv->text, REG_EXTENDED | REG_ICASE | REG_NOSUB);
+    rc = regcomp(re, fv->text, REG_EXTENDED | REG_ICASE | REG_NOSUB);
     if (rc != 0) {
         char why[96];
         regerror(rc, re, why, sizeof(why));
         free(re);
         return fail(err, QUERY_ERR_BAD_REGEX, name, "invalid regular expression: %s", why);
+    }
+    if (info.unbalanced) {
+        regfree(re);
+        free(re);
+        return fail(err, QUERY_ERR_BAD_REGEX, name, "unmatched ')': write \\) for a literal one");
+    }
+    if (info.repeat) {
+        char *wrapped = xasprintf(LIKE_PREFIX "%s)", fv->text);
+        regfree(re);
+        rc = regcomp(re, wrapped, REG_EXTENDED | REG_ICASE | REG_NOSUB);
+        free(wrapped);
+        if (rc != 0) {
+            free(re);
+            return fail(err, QUERY_ERR_BAD_REGEX, name, "pattern cannot be compiled");
+        }
     }
     fv->re = re;
     return 0;

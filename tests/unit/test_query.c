@@ -126,6 +126,11 @@ static const struct qcase cases[] = {
     OK("range never matches null", "note_lte=zzzz", "3", 1),
     OK("like bounded repeat allowed", "title_like=l%7B2%7D", "1", 1),
     OK("like on object never matches", "author_like=.", "", 0),
+    OK("like with repeats (anchored search)", "title_like=w.%2Bd", "1", 1),
+    OK("like with repeats and inner anchor", "title_like=x%7C%5Es.*g%24", "4", 1),
+    OK("like with repeats sees past a NUL byte", "title_like=u.%2Bbyte%7Cby%2Bte", "6", 1),
+    OK("like dot does not match a NUL byte", "title_like=l.b", "", 0),
+    OK("like escaped and bracketed parens", "title_like=%5C(%7C%5B)%5D%7Cx*tips", "2", 1),
 
     /* q */
     OK("q case-insensitive over strings", "q=hello", "1,3", 2),
@@ -222,6 +227,9 @@ static const struct qcase cases[] = {
     ERR("regex repeat of a group too heavy", "title_like=(.%7B1,64%7D)%7B1,64%7D",
         QUERY_ERR_BAD_REGEX, NULL),
     ERR("regex single repeat over weight", "title_like=a%7B257%7D", QUERY_ERR_BAD_REGEX, NULL),
+    ERR("regex unmatched close paren", "title_like=a)", QUERY_ERR_BAD_REGEX, "unmatched"),
+    ERR("regex unmatched close paren after alternation", "title_like=a%2B)%7Cb",
+        QUERY_ERR_BAD_REGEX, "unmatched"),
     ERR("regex error in a repeated value", "title_like=a&title_like=)(", QUERY_ERR_BAD_REGEX, NULL),
     ERR("like pattern too long", "title_like={a*257}", QUERY_ERR_VALUE_TOO_LONG, "256"),
     ERR("value too long", "title={a*4097}", QUERY_ERR_VALUE_TOO_LONG, "4096"),
@@ -601,6 +609,35 @@ static void test_edges(void)
 }
 
 /*
+ * glibc retries an unanchored regex at every start position; "[a-z]+y" over
+ * 100 KB of 'a' would take minutes. query.c anchors such patterns so the
+ * search is one linear pass.
+ */
+static void test_like_linear(void)
+{
+    enum { LEN = 100000 };
+    char *big = xmalloc(LEN + 1);
+    memset(big, 'a', LEN);
+    big[LEN] = '\0';
+    json_t *doc = json_pack("{s:s}", "s", big);
+    static const char *const patterns[] = {"s_like=%5Ba-z%5D%2By", "s_like=a.*b.*c",
+                                           "s_like=a%2By"};
+    for (size_t i = 0; i < ARRAY_LEN(patterns); i++) {
+        struct query *q = must_parse(patterns[i]);
+        uint64_t t0 = now_usec();
+        bool m = query_match(q, doc);
+        uint64_t us = now_usec() - t0;
+        char name[128];
+        snprintf(name, sizeof(name), "like is linear: %s over %d bytes (%.1f ms)", patterns[i], LEN,
+                 (double)us / 1000);
+        report(!m && us < 1000000, name, NULL);
+        query_free(q);
+    }
+    json_decref(doc);
+    free(big);
+}
+
+/*
  * 100k generated documents: sorting is stable (checked pairwise) and filtering
  * is timed; the sort keys have few values so ties are everywhere.
  */
@@ -671,6 +708,7 @@ int main(void)
     test_flags();
     test_compare();
     test_edges();
+    test_like_linear();
     test_bulk();
 
     /* Documents are read only: nothing above may have changed them. */
