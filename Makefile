@@ -34,7 +34,7 @@ CFLAGS   += -DCAIRN_FAULTS
 endif
 
 LIB_SRCS  = src/util.c src/log.c src/notify.c src/config.c src/reply.c src/router.c \
-            src/stats.c src/http.c src/mod_health.c src/mod_stats.c src/query.c \
+            src/stats.c src/http.c src/mod_health.c src/mod_stats.c src/mod_collections.c src/query.c \
             src/store/doc.c src/store/pmap.c src/store/coll.c src/store/snap.c src/store/store.c
 ifneq ($(FAULTS),)
 LIB_SRCS += src/mod_debug.c

@@ -32,6 +32,7 @@
 static const struct module *const modules[] = {
     &mod_health,
     &mod_stats,
+    &mod_collections,
 #ifdef CAIRN_FAULTS
     &mod_debug,
 #endif
@@ -41,9 +42,10 @@ static const struct module *const modules[] = {
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: cairnd [-c FILE] [-d DIR] [--check-config] [--version] [--help]\n"
+            "usage: cairnd [-c FILE] [-d DIR] [--import FILE] [--check-config] [--version] [--help]\n"
             "  -c, --config FILE   config file (default " CONFIG_DEFAULT_PATH ")\n"
             "  -d, --data-dir DIR  use DIR for store.data_dir, whatever the file says\n"
+            "  -i, --import FILE   replace the store's contents with a json-server db.json\n"
             "  -t, --check-config  validate the config file and exit: 0 if good, 78 if not\n"
             "  -V, --version       print the version and exit\n"
             "  -h, --help          this text\n");
@@ -132,6 +134,7 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"data-dir", required_argument, NULL, 'd'},
+        {"import", required_argument, NULL, 'i'},
         {"check-config", no_argument, NULL, 't'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
@@ -141,13 +144,16 @@ int main(int argc, char **argv)
     int check_only = 0, opt;
     char err[CONFIG_ERR_MAX];
 
-    while ((opt = getopt_long(argc, argv, "c:d:tVh", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:d:i:tVh", opts, NULL)) != -1) {
         switch (opt) {
         case 'c':
             path = optarg;
             break;
         case 'd':
             data_dir_override = optarg;
+            break;
+        case 'i':
+            collections_set_import(optarg);
             break;
         case 't':
             check_only = 1;

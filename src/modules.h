@@ -6,6 +6,10 @@
 
 extern const struct module mod_health;  /* mod_health.c */
 extern const struct module mod_stats;   /* mod_stats.c */
+extern const struct module mod_collections; /* mod_collections.c */
+
+/* mod_collections.c: replace the store with this db.json at start (cairnd --import). */
+void collections_set_import(const char *path);
 #ifdef CAIRN_FAULTS
 extern const struct module mod_debug;   /* mod_debug.c, fault builds only */
 #endif

@@ -1,0 +1,502 @@
+/*
+ * src/mod_collections.c -- the collections API: json-server 0.17 routes over
+ * the snapshot store (src/store/). Every read takes one snapshot reference,
+ * drops the store's lock at once and builds its reply from that snapshot
+ * alone; documents go out as the bytes serialized when they were written,
+ * borrowed (not copied) until libmicrohttpd has sent them.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+
+#include "config.h"
+#include "log.h"
+#include "modules.h"
+#include "query.h"
+#include "store/store.h"
+#include "util.h"
+
+static struct store *store;
+static const char *import_path;
+
+void collections_set_import(const char *path)
+{
+    import_path = path;
+}
+
+/* ---- helpers ---- */
+
+static void release_doc(void *cls)
+{
+    doc_release(cls);
+}
+
+/* Sends 'd' as the body: its stored bytes, borrowed with a reference of our own. */
+static void reply_doc(struct reply *reply, struct doc *d)
+{
+    reply_body_borrow(reply, d->bytes, d->len, release_doc, doc_retain(d));
+    reply_header(reply, "ETag", "\"%" PRIu64 "\"", d->rev);
+}
+
+/*
+ * Deepest nesting of arrays and objects in JSON text, counted from the bytes
+ * before parsing, so a 100000-deep body never reaches a recursive decoder.
+ */
+static size_t json_depth(const char *p, size_t n)
+{
+    size_t depth = 0, max = 0;
+    int in_string = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (in_string) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_string = 0;
+        } else if (c == '"') {
+            in_string = 1;
+        } else if (c == '[' || c == '{') {
+            if (++depth > max)
+                max = depth;
+        } else if ((c == ']' || c == '}') && depth > 0) {
+            depth--;
+        }
+    }
+    return max;
+}
+
+/* Parses the request body as a JSON object. New reference, or NULL with the 400 detail set. */
+static json_t *parse_body(struct request *req, struct reply *reply)
+{
+    json_error_t err;
+    if (req->body == NULL || req->body_len == 0) {
+        reply_fail(reply, RES_BAD_REQUEST, "a JSON object body is required");
+        return NULL;
+    }
+    size_t depth = json_depth(req->body, req->body_len);
+    if (depth > (size_t)req->cfg->max_json_depth) {
+        reply_fail(reply, RES_BAD_REQUEST, "the body nests deeper than %lld levels",
+                   (long long)req->cfg->max_json_depth);
+        return NULL;
+    }
+    /* duplicate keys are accepted, the last one wins (RFC 8259 allows it; JSONTestSuite y_) */
+    json_t *v = json_loadb(req->body, req->body_len, 0, &err);
+    if (v == NULL) {
+        /* err.text quotes the input; give the position and a fixed message instead */
+        reply_fail(reply, RES_BAD_REQUEST, "malformed JSON at line %d, column %d (byte %d)",
+                   err.line, err.column, err.position);
+        return NULL;
+    }
+    if (!json_is_object(v)) {
+        json_decref(v);
+        reply_fail(reply, RES_BAD_REQUEST, "the body must be a JSON object");
+        return NULL;
+    }
+    return v;
+}
+
+/* If-Match -> op. Returns RES_OK, or RES_PRECONDITION_FAILED when no tag can ever match. */
+static enum result parse_if_match(const char *h, struct store_op *op, struct reply *reply)
+{
+    if (h == NULL)
+        return RES_OK;
+    const char *p = h;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (strcmp(p, "*") == 0) {
+        op->if_match_any = true;
+        return RES_OK;
+    }
+    while (*p != '\0') {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (*p == '\0')
+            break;
+        /* strong comparison (RFC 9110 13.1.1): W/ tags never match */
+        int weak = strncmp(p, "W/", 2) == 0;
+        if (weak)
+            p += 2;
+        uint64_t v = 0;
+        int digits = 0, ok = *p == '"';
+        if (ok)
+            p++;
+        while (ok && *p >= '0' && *p <= '9' && digits < 20) {
+            v = v * 10 + (uint64_t)(*p++ - '0');
+            digits++;
+        }
+        ok = ok && digits > 0 && *p == '"';
+        if (ok)
+            p++;
+        if (ok && !weak && op->n_if_match < STORE_IF_MATCH_MAX)
+            op->if_match[op->n_if_match++] = v;
+        while (*p != '\0' && *p != ',')
+            p++;
+    }
+    if (op->n_if_match == 0)
+        return reply_fail(reply, RES_PRECONDITION_FAILED, "If-Match lists no current entity tag");
+    return RES_OK;
+}
+
+/* If-None-Match against a revision: true when the client's copy is current (weak compare). */
+static bool none_match_hit(const char *h, uint64_t rev)
+{
+    if (h == NULL)
+        return false;
+    char tag[32];
+    snprintf(tag, sizeof(tag), "\"%" PRIu64 "\"", rev);
+    size_t tlen = strlen(tag);
+    const char *p = h;
+    while (*p != '\0') {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (*p == '*')
+            return true;
+        if (strncmp(p, "W/", 2) == 0)
+            p += 2;
+        if (strncmp(p, tag, tlen) == 0 && (p[tlen] == '\0' || p[tlen] == ',' || p[tlen] == ' '))
+            return true;
+        while (*p != '\0' && *p != ',')
+            p++;
+    }
+    return false;
+}
+
+static enum result get_doc(struct request *req, struct reply *reply, struct doc *d)
+{
+    if (none_match_hit(req->if_none_match, d->rev)) {
+        reply->status = 304;
+        reply_header(reply, "ETag", "\"%" PRIu64 "\"", d->rev);
+        return RES_OK;
+    }
+    reply_doc(reply, d);
+    return RES_OK;
+}
+
+/* Maps a store outcome to the reply; the one place store results become HTTP. */
+static enum result write_reply(struct request *req, struct reply *reply, struct store_res *res,
+                               const char *name)
+{
+    switch (res->code) {
+    case STORE_OK:
+    case STORE_CREATED:
+        reply_header(reply, "X-Revision", "%" PRIu64, res->rev);
+        if (res->doc == NULL) { /* DELETE */
+            reply_body_copy(reply, "{}", 2);
+            return RES_OK;
+        }
+        reply_doc(reply, res->doc);
+        if (res->code == STORE_CREATED) {
+            reply->status = 201;
+            if (req->params[1] == NULL && req->method == METHOD_POST)
+                reply_header(reply, "Location", "%s/%s/%s", req->cfg->api_prefix, name,
+                             res->doc->id);
+            else if (req->params[1] != NULL)
+                reply_header(reply, "Location", "%s/%s/%s", req->cfg->api_prefix, name,
+                             req->params[1]);
+        }
+        return RES_OK;
+    case STORE_NOT_FOUND:
+        return reply_fail(reply, RES_NOT_FOUND, "%s", res->msg);
+    case STORE_CONFLICT:
+        return reply_fail(reply, RES_CONFLICT, "%s", res->msg);
+    case STORE_PRECONDITION_FAILED:
+        if (res->doc != NULL)
+            reply_header(reply, "ETag", "\"%" PRIu64 "\"", res->doc->rev);
+        return reply_fail(reply, RES_PRECONDITION_FAILED, "%s", res->msg);
+    case STORE_INVALID:
+        return reply_fail(reply, RES_BAD_REQUEST, "%s", res->msg);
+    case STORE_COMMIT_FAILED:
+        return reply_fail(reply, RES_UNAVAILABLE, "the write could not be made durable: %s",
+                          strerror(-res->err));
+    }
+    panic("collections: unknown store result %d", (int)res->code);
+}
+
+static enum result do_write(struct request *req, struct reply *reply, enum store_op_kind kind,
+                            bool with_body)
+{
+    struct store_op op;
+    struct store_res res;
+    memset(&op, 0, sizeof(op));
+    op.kind = kind;
+    op.name = req->params[0];
+    op.id = req->params[1];
+    op.no_create = !req->cfg->auto_create;
+    if (!store_name_valid(op.name))
+        return reply_fail(reply, RES_BAD_REQUEST,
+                          "invalid name '%s': 1 to %d characters of A-Z a-z 0-9 _ . -, "
+                          "starting with a letter or digit",
+                          op.name, STORE_NAME_MAX);
+    if (op.id != NULL && !store_id_valid(op.id))
+        return reply_fail(reply, RES_BAD_REQUEST, "invalid id '%s'", op.id);
+    enum result rc = parse_if_match(req->if_match, &op, reply);
+    if (rc != RES_OK)
+        return rc;
+    json_t *body = NULL;
+    if (with_body) {
+        body = parse_body(req, reply);
+        if (body == NULL)
+            return RES_BAD_REQUEST;
+        op.body = body;
+    }
+    store_write(store, &op, &res);
+    json_decref(body);
+    rc = write_reply(req, reply, &res, op.name);
+    store_res_cleanup(&res);
+    return rc;
+}
+
+/* ---- lists ---- */
+
+static enum result list(struct request *req, struct reply *reply, const struct snap *snap,
+                        const struct coll *c)
+{
+    struct query_param params[REQUEST_MAX_QUERY];
+    struct query *q = NULL;
+    struct query_error qerr;
+    struct buf b;
+    size_t n = coll_count(c), total, from, to;
+    struct query_item *items = NULL;
+
+    for (size_t i = 0; i < req->nquery; i++) {
+        params[i].name = req->query[i].name;
+        params[i].value = req->query[i].value;
+    }
+    if (query_parse(params, req->nquery, &q, &qerr) != 0)
+        return reply_fail(reply, RES_BAD_REQUEST, "%s", qerr.message);
+
+    buf_init(&b, SIZE_MAX);
+    buf_append(&b, "[", 1);
+    if (!query_has_filter(q) && !query_has_sort(q)) {
+        /* the common case: a slice in insertion order, straight from the tree */
+        total = n;
+        query_slice(q, total, &from, &to);
+        struct coll_iter it;
+        coll_iter_init(&it, c, from);
+        for (size_t k = from; k < to; k++) {
+            struct doc *d = coll_iter_next(&it);
+            if (k > from)
+                buf_append(&b, ",", 1);
+            buf_append(&b, d->bytes, d->len);
+        }
+    } else {
+        items = xmalloc((n ? n : 1) * sizeof(*items));
+        struct coll_iter it;
+        coll_iter_init(&it, c, 0);
+        for (size_t k = 0; k < n; k++) {
+            struct doc *d = coll_iter_next(&it);
+            items[k].doc = d->json;
+            items[k].ref = d;
+        }
+        total = query_apply(q, items, n, &from, &to);
+        for (size_t k = from; k < to; k++) {
+            const struct doc *d = items[k].ref;
+            if (k > from)
+                buf_append(&b, ",", 1);
+            buf_append(&b, d->bytes, d->len);
+        }
+        free(items);
+    }
+    buf_append(&b, "]", 1);
+
+    reply_header(reply, "X-Total-Count", "%zu", total);
+    reply_header(reply, "X-Revision", "%" PRIu64, snap_revision(snap));
+    char *link = query_link(q, req->path, params, req->nquery, total);
+    if (link != NULL) {
+        reply_header(reply, "Link", "%s", link);
+        free(link);
+    }
+    query_free(q);
+    size_t len;
+    char *body = buf_steal(&b, &len);
+    reply_body_steal(reply, body, len);
+    return RES_OK;
+}
+
+/* ---- handlers ---- */
+
+static enum result get_root(struct request *req, struct reply *reply)
+{
+    struct snap *snap = store_acquire(store);
+    struct buf b;
+    (void)req;
+    buf_init(&b, SIZE_MAX);
+    buf_printf(&b, "{\"revision\":%" PRIu64 ",\"collections\":{", snap_revision(snap));
+    for (size_t i = 0; i < snap_ncolls(snap); i++) {
+        const struct coll *c = snap_coll_at(snap, i);
+        const char *name = coll_name(c);
+        buf_puts(&b, i ? "," : "");
+        buf_json_string(&b, name, strlen(name));
+        buf_printf(&b, ":{\"count\":%zu,\"revision\":%" PRIu64 "}", coll_count(c),
+                   coll_revision(c));
+    }
+    buf_puts(&b, "},\"resources\":{");
+    for (size_t i = 0; i < snap_nsingles(snap); i++) {
+        const struct doc *d = snap_single_at(snap, i);
+        buf_puts(&b, i ? "," : "");
+        buf_json_string(&b, d->id, d->id_len);
+        buf_printf(&b, ":{\"revision\":%" PRIu64 "}", d->rev);
+    }
+    buf_puts(&b, "}}");
+    reply_header(reply, "X-Revision", "%" PRIu64, snap_revision(snap));
+    snap_release(snap);
+    size_t len;
+    char *body = buf_steal(&b, &len);
+    reply_body_steal(reply, body, len);
+    return RES_OK;
+}
+
+static enum result get_export(struct request *req, struct reply *reply)
+{
+    struct snap *snap = store_acquire(store);
+    struct buf b;
+    (void)req;
+    buf_init(&b, SIZE_MAX);
+    if (snap_export(snap, &b) != 0)
+        panic("collections: export of an unbounded buffer failed");
+    reply_header(reply, "X-Revision", "%" PRIu64, snap_revision(snap));
+    snap_release(snap);
+    size_t len;
+    char *body = buf_steal(&b, &len);
+    reply_body_steal(reply, body, len);
+    return RES_OK;
+}
+
+static enum result get_name(struct request *req, struct reply *reply)
+{
+    const char *name = req->params[0];
+    if (!store_name_valid(name))
+        return reply_fail(reply, RES_NOT_FOUND, "no collection or resource '%s'", name);
+    struct snap *snap = store_acquire(store);
+    enum result rc;
+    const struct coll *c = snap_coll(snap, name);
+    struct doc *single = c ? NULL : snap_single(snap, name);
+    if (c != NULL)
+        rc = list(req, reply, snap, c);
+    else if (single != NULL)
+        rc = get_doc(req, reply, single);
+    else
+        rc = reply_fail(reply, RES_NOT_FOUND, "no collection or resource '%s'", name);
+    snap_release(snap);
+    return rc;
+}
+
+static enum result get_item(struct request *req, struct reply *reply)
+{
+    const char *name = req->params[0], *id = req->params[1];
+    if (!store_name_valid(name) || !store_id_valid(id))
+        return reply_fail(reply, RES_NOT_FOUND, "no document '%s' in '%s'", id, name);
+    struct snap *snap = store_acquire(store);
+    const struct coll *c = snap_coll(snap, name);
+    struct doc *d = c ? coll_get(c, id, strlen(id)) : NULL;
+    enum result rc = d ? get_doc(req, reply, d)
+                       : reply_fail(reply, RES_NOT_FOUND, "no document '%s' in '%s'", id, name);
+    snap_release(snap);
+    return rc;
+}
+
+static enum result post_coll(struct request *req, struct reply *reply)
+{
+    return do_write(req, reply, STORE_POST, true);
+}
+
+static enum result put_single(struct request *req, struct reply *reply)
+{
+    return do_write(req, reply, STORE_PUT_SINGLE, true);
+}
+
+static enum result patch_single(struct request *req, struct reply *reply)
+{
+    return do_write(req, reply, STORE_PATCH_SINGLE, true);
+}
+
+static enum result put_item(struct request *req, struct reply *reply)
+{
+    return do_write(req, reply, STORE_PUT, true);
+}
+
+static enum result patch_item(struct request *req, struct reply *reply)
+{
+    return do_write(req, reply, STORE_PATCH, true);
+}
+
+static enum result delete_item(struct request *req, struct reply *reply)
+{
+    return do_write(req, reply, STORE_DELETE, false);
+}
+
+/* ---- start-up: seed file and --import ---- */
+
+static int load_file(const char *path, bool only_if_empty)
+{
+    json_error_t err;
+    json_t *db = json_load_file(path, 0, &err);
+    if (db == NULL) {
+        log_err("%s:%d:%d: cannot load db.json: %s", path, err.line, err.column, err.text);
+        return json_error_code(&err) == json_error_cannot_open_file ? EX_NOINPUT : EX_DATAERR;
+    }
+    struct snap *cur = store_acquire(store);
+    bool empty = snap_ncolls(cur) == 0 && snap_nsingles(cur) == 0;
+    snap_release(cur);
+    if (only_if_empty && !empty) {
+        json_decref(db);
+        return 0;
+    }
+    struct store_op op;
+    struct store_res res;
+    memset(&op, 0, sizeof(op));
+    op.kind = STORE_IMPORT;
+    op.body = db;
+    store_write(store, &op, &res);
+    json_decref(db);
+    int rc = 0;
+    if (res.code != STORE_OK && res.code != STORE_CREATED) {
+        log_err("%s: cannot import: %s", path, res.msg);
+        rc = EX_DATAERR;
+    } else {
+        log_notice("imported %s at revision %" PRIu64, path, res.rev);
+    }
+    store_res_cleanup(&res);
+    return rc;
+}
+
+static int collections_init(const struct config *cfg)
+{
+    store = store_new(NULL);
+    if (import_path != NULL)
+        return load_file(import_path, false);
+    if (cfg->seed_file[0] != '\0')
+        return load_file(cfg->seed_file, true);
+    return 0;
+}
+
+static void collections_fini(void)
+{
+    store_free(store);
+    store = NULL;
+}
+
+static const struct route routes[] = {
+    {METHOD_GET, "/", get_root, ROUTE_API},
+    {METHOD_GET, "/_export", get_export, ROUTE_API},
+    {METHOD_GET, "/{collection}", get_name, ROUTE_API},
+    {METHOD_POST, "/{collection}", post_coll, ROUTE_API | ROUTE_BODY},
+    {METHOD_PUT, "/{collection}", put_single, ROUTE_API | ROUTE_BODY},
+    {METHOD_PATCH, "/{collection}", patch_single, ROUTE_API | ROUTE_BODY},
+    {METHOD_GET, "/{collection}/{id}", get_item, ROUTE_API},
+    {METHOD_PUT, "/{collection}/{id}", put_item, ROUTE_API | ROUTE_BODY},
+    {METHOD_PATCH, "/{collection}/{id}", patch_item, ROUTE_API | ROUTE_BODY},
+    {METHOD_DELETE, "/{collection}/{id}", delete_item, ROUTE_API},
+    {0, NULL, NULL, 0},
+};
+
+const struct module mod_collections = {
+    .name = "collections",
+    .init = collections_init,
+    .fini = collections_fini,
+    .routes = routes,
+};
