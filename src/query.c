@@ -90,6 +90,7 @@ struct query {
     size_t nfilters;
     char *needle; /* q, ASCII-lowercased; NULL when absent or empty */
     size_t needle_len;
+    uint16_t needle_next[QUERY_MAX_Q]; /* KMP failure table of needle */
     struct sort_key keys[QUERY_MAX_SORT_KEYS];
     size_t nkeys;
     bool has_page, has_limit, has_start, has_end;
@@ -522,6 +523,13 @@ static void like_scan(const char *pat, long cap, struct like_info *info)
  */
 #define LIKE_PREFIX "^(.|[^.])*("
 
+/*
+ * Short patterns without repeats keep glibc's own search: at most this many
+ * steps per start position, and its first-byte skipping makes it about three
+ * times faster than the anchored pass on ordinary text.
+ */
+#define LIKE_RAW_MAX_WEIGHT 8
+
 /* Compiles fv->text as a case-insensitive POSIX ERE; see LIKE_PREFIX. */
 static int like_compile(struct fvalue *fv, const char *name, struct query_error *err)
 {
@@ -553,7 +561,7 @@ static int like_compile(struct fvalue *fv, const char *name, struct query_error 
         free(re);
         return fail(err, QUERY_ERR_BAD_REGEX, name, "unmatched ')': write \\) for a literal one");
     }
-    if (info.repeat) {
+    if (info.repeat || info.weight > LIKE_RAW_MAX_WEIGHT) {
         char *wrapped = xasprintf(LIKE_PREFIX "%s)", fv->text);
         regfree(re);
         rc = regcomp(re, wrapped, REG_EXTENDED | REG_ICASE | REG_NOSUB);
@@ -680,24 +688,42 @@ static inline unsigned char fold(unsigned char c)
     return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + ('a' - 'A')) : c;
 }
 
-/* Whether 'hay' contains 'needle' (already folded), ASCII case-insensitively. */
-static bool contains_fold(const char *hay, size_t n, const char *needle, size_t m)
+/*
+ * Whether 'hay' contains q's needle, ASCII case-insensitively: Knuth-Morris-
+ * Pratt over folded bytes, so the cost is linear in 'n' whatever the text.
+ */
+static bool contains_fold(const struct query *q, const char *hay, size_t n)
 {
     const unsigned char *h = (const unsigned char *)hay;
-    const unsigned char *nd = (const unsigned char *)needle;
+    const unsigned char *nd = (const unsigned char *)q->needle;
+    size_t m = q->needle_len, k = 0;
 
     if (m > n)
         return false;
-    for (size_t i = 0; i + m <= n; i++) {
-        if (fold(h[i]) != nd[0])
-            continue;
-        size_t j = 1;
-        while (j < m && fold(h[i + j]) == nd[j])
-            j++;
-        if (j == m)
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = fold(h[i]);
+        while (k > 0 && c != nd[k])
+            k = q->needle_next[k - 1];
+        if (c == nd[k] && ++k == m)
             return true;
     }
     return false;
+}
+
+/* KMP's table: needle_next[i] is the longest proper border of needle[0..i]. */
+static void needle_prepare(struct query *q)
+{
+    const char *nd = q->needle;
+    size_t k = 0;
+
+    q->needle_next[0] = 0;
+    for (size_t i = 1; i < q->needle_len; i++) {
+        while (k > 0 && nd[i] != nd[k])
+            k = q->needle_next[k - 1];
+        if (nd[i] == nd[k])
+            k++;
+        q->needle_next[i] = (uint16_t)k;
+    }
 }
 
 /* q: a string or number anywhere under 'v' (down to QUERY_MAX_DEPTH) contains the needle. */
@@ -712,7 +738,7 @@ static bool text_search(const struct query *q, const json_t *v, int depth)
     case JSON_INTEGER:
     case JSON_REAL:
         scalar_text(v, buf, &s, &len);
-        return contains_fold(s, len, q->needle, q->needle_len);
+        return contains_fold(q, s, len);
     case JSON_ARRAY: {
         if (depth >= QUERY_MAX_DEPTH)
             return false;
@@ -1229,6 +1255,7 @@ static int parse_controls(struct query *q, const char *const *ctl, struct query_
         q->needle_len = len;
         for (size_t j = 0; j < len; j++)
             q->needle[j] = (char)fold((unsigned char)q->needle[j]);
+        needle_prepare(q);
     }
     return 0;
 }

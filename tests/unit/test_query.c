@@ -620,21 +620,57 @@ static void test_like_linear(void)
     memset(big, 'a', LEN);
     big[LEN] = '\0';
     json_t *doc = json_pack("{s:s}", "s", big);
-    static const char *const patterns[] = {"s_like=%5Ba-z%5D%2By", "s_like=a.*b.*c",
-                                           "s_like=a%2By"};
+    static const char *const patterns[] = {"s_like=%5Ba-z%5D%2By", "s_like=a.*b.*c", "s_like=a%2By",
+                                           "s_like={a*200}y", "q={a*255}b"};
     for (size_t i = 0; i < ARRAY_LEN(patterns); i++) {
         struct query *q = must_parse(patterns[i]);
         uint64_t t0 = now_usec();
         bool m = query_match(q, doc);
         uint64_t us = now_usec() - t0;
         char name[128];
-        snprintf(name, sizeof(name), "like is linear: %s over %d bytes (%.1f ms)", patterns[i], LEN,
-                 (double)us / 1000);
+        snprintf(name, sizeof(name), "search is linear: %s over %d bytes (%.1f ms)", patterns[i],
+                 LEN, (double)us / 1000);
         report(!m && us < 1000000, name, NULL);
         query_free(q);
     }
     json_decref(doc);
     free(big);
+}
+
+/* q against a naive search on random strings over a tiny alphabet (many partial matches). */
+static void test_q_random(void)
+{
+    uint32_t seed = 12345;
+    bool ok = true;
+    for (int round = 0; round < 3000 && ok; round++) {
+        char hay[40], needle[8], qs[32];
+        size_t hn = 0, nn = 1;
+        seed = seed * 1103515245u + 12345u;
+        hn = (seed >> 16) % 32;
+        for (size_t i = 0; i < hn; i++) {
+            seed = seed * 1103515245u + 12345u;
+            hay[i] = "aAbB"[(seed >> 16) % 4];
+        }
+        hay[hn] = '\0';
+        seed = seed * 1103515245u + 12345u;
+        nn = 1 + (seed >> 16) % 6;
+        for (size_t i = 0; i < nn; i++) {
+            seed = seed * 1103515245u + 12345u;
+            needle[i] = "abAB"[(seed >> 16) % ((seed >> 20) % 2 ? 2 : 4)];
+        }
+        needle[nn] = '\0';
+        snprintf(qs, sizeof(qs), "q=%s", needle);
+        struct query *q = must_parse(qs);
+        json_t *doc = json_pack("{s:s}", "s", hay);
+        bool want = strcasestr(hay, needle) != NULL;
+        if (query_match(q, doc) != want) {
+            printf("#   q=%s over '%s': expected %d\n", needle, hay, want);
+            ok = false;
+        }
+        json_decref(doc);
+        query_free(q);
+    }
+    report(ok, "q agrees with a naive search on 3000 random cases", NULL);
 }
 
 /*
@@ -709,6 +745,7 @@ int main(void)
     test_compare();
     test_edges();
     test_like_linear();
+    test_q_random();
     test_bulk();
 
     /* Documents are read only: nothing above may have changed them. */
