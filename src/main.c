@@ -39,6 +39,12 @@ static const struct module *const modules[] = {
     NULL,
 };
 
+/* jansson's allocations abort on OOM like ours; free() stays free() (MHD frees dumps). */
+static void *json_xmalloc(size_t n)
+{
+    return xmalloc(n);
+}
+
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -197,6 +203,7 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
+    json_set_alloc_funcs(json_xmalloc, free);
     json_object_seed(0);
 
     config_publish(cfg);
