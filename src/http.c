@@ -233,6 +233,25 @@ static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const cha
     return MHD_YES;
 }
 
+/* The reply for a request the router did not match. */
+static enum result route_failure(struct ctx *c)
+{
+    switch (c->outcome) {
+    case ROUTER_NOT_FOUND:
+        return reply_fail(&c->reply, RES_NOT_FOUND, "no such resource");
+    case ROUTER_BAD_METHOD:
+        return reply_fail(&c->reply, RES_METHOD_NOT_ALLOWED, "method %s is not allowed here",
+                          c->req.method_name);
+    case ROUTER_BAD_PARAM:
+        return reply_fail(&c->reply, RES_BAD_REQUEST,
+                          "invalid path parameter %s: 1 to %d characters of A-Z a-z 0-9 - . _ ~",
+                          c->match.bad_param, ROUTER_MAX_PARAM_LEN);
+    case ROUTER_FOUND:
+        break;
+    }
+    panic("route_failure: the route was found");
+}
+
 static bool is_json_type(const char *ct)
 {
     if (ct == NULL)
@@ -281,18 +300,8 @@ static enum result decide_early(struct ctx *c)
         return RES_OK;
 
     /* a body we would not use is not read: answer now and let the connection close */
-    switch (c->outcome) {
-    case ROUTER_NOT_FOUND:
-        return reply_fail(&c->reply, RES_NOT_FOUND, "no such resource");
-    case ROUTER_BAD_METHOD:
-        return reply_fail(&c->reply, RES_METHOD_NOT_ALLOWED, "method %s is not allowed here",
-                          c->req.method_name);
-    case ROUTER_BAD_PARAM:
-        return reply_fail(&c->reply, RES_BAD_REQUEST, "invalid path parameter %s",
-                          c->match.bad_param);
-    case ROUTER_FOUND:
-        break;
-    }
+    if (c->outcome != ROUTER_FOUND)
+        return route_failure(c);
     if (!(c->match.route->flags & ROUTE_BODY))
         return reply_fail(&c->reply, RES_BAD_REQUEST, "%s %s takes no request body",
                           c->req.method_name, c->req.path);
@@ -356,19 +365,8 @@ static enum result dispatch(struct ctx *c)
     if (c->body_overflow)
         return reply_fail(&c->reply, RES_TOO_LARGE, "the body is larger than %lld bytes",
                           (long long)c->cfg->max_body_bytes);
-    switch (c->outcome) {
-    case ROUTER_NOT_FOUND:
-        return reply_fail(&c->reply, RES_NOT_FOUND, "no such resource");
-    case ROUTER_BAD_METHOD:
-        return reply_fail(&c->reply, RES_METHOD_NOT_ALLOWED, "method %s is not allowed here",
-                          c->req.method_name);
-    case ROUTER_BAD_PARAM:
-        return reply_fail(&c->reply, RES_BAD_REQUEST,
-                          "invalid path parameter %s: 1 to %d characters of A-Z a-z 0-9 - . _ ~",
-                          c->match.bad_param, ROUTER_MAX_PARAM_LEN);
-    case ROUTER_FOUND:
-        break;
-    }
+    if (c->outcome != ROUTER_FOUND)
+        return route_failure(c);
     if (c->query_bad)
         return reply_fail(&c->reply, RES_BAD_REQUEST, "%s", c->query_error);
     if (c->body_expected) {

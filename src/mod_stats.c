@@ -5,12 +5,10 @@
 static enum result get_metrics(struct request *req, struct reply *reply)
 {
     struct buf b;
-    size_t len;
     (void)req;
     buf_init(&b, SIZE_MAX);
     stats_render_prometheus(&b);
-    char *body = buf_steal(&b, &len);
-    reply_body_steal(reply, body, len);
+    reply_body_buf(reply, &b);
     reply->content_type = "text/plain; version=0.0.4; charset=utf-8";
     return RES_OK;
 }
@@ -18,12 +16,10 @@ static enum result get_metrics(struct request *req, struct reply *reply)
 static enum result get_stats(struct request *req, struct reply *reply)
 {
     struct buf b;
-    size_t len;
     (void)req;
     buf_init(&b, SIZE_MAX);
     stats_render_json(&b);
-    char *body = buf_steal(&b, &len);
-    reply_body_steal(reply, body, len);
+    reply_body_buf(reply, &b);
     return RES_OK;
 }
 

@@ -66,6 +66,13 @@ void reply_body_borrow(struct reply *r, const char *body, size_t len, void (*rel
     r->release_cls = cls;
 }
 
+void reply_body_buf(struct reply *r, struct buf *b)
+{
+    size_t len;
+    char *body = buf_steal(b, &len);
+    reply_body_steal(r, body, len);
+}
+
 void reply_body_copy(struct reply *r, const char *body, size_t len)
 {
     char *p = xmalloc(len + 1);
@@ -145,9 +152,7 @@ void reply_problem(struct reply *r, enum result rc, const char *request_id, cons
     buf_puts(&b, ",\"request_id\":");
     buf_json_string(&b, request_id, strlen(request_id));
     buf_puts(&b, "}");
-    size_t len;
-    char *body = buf_steal(&b, &len);
-    reply_body_steal(r, body, len);
+    reply_body_buf(r, &b);
     r->status = status;
     r->content_type = "application/problem+json";
 }

@@ -64,6 +64,8 @@ void reply_body_steal(struct reply *r, char *body, size_t len);
 /* Borrows 'body' until release(cls) is called; the owner must keep it unchanged. */
 void reply_body_borrow(struct reply *r, const char *body, size_t len, void (*release)(void *),
                        void *cls);
+/* Steals the bytes of 'b' (left empty) as the body. */
+void reply_body_buf(struct reply *r, struct buf *b);
 /* Copies 'body'. */
 void reply_body_copy(struct reply *r, const char *body, size_t len);
 
