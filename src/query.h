@@ -31,6 +31,7 @@
 #define QUERY_DEFAULT_LIMIT 10      /* page size for _page without _limit */
 #define QUERY_MAX_OFFSET 1000000000 /* largest _page, _start, _end */
 #define QUERY_MAX_DEPTH 64          /* nesting searched by q and compared by _sort */
+#define QUERY_MAX_LINK 16384        /* bytes in a Link value; longer ones are left out */
 
 enum query_errc {
     QUERY_OK = 0,
@@ -128,7 +129,8 @@ size_t query_apply(const struct query *q, struct query_item *items, size_t n, si
  * '</v1/posts?_page=1&_limit=10>; rel="first", ...'. 'path' is the decoded
  * public path without the query; 'params' are the same pairs given to
  * query_parse, re-encoded in their order with only _page changed. 'total' is
- * the match count. New heap string (free() it), or NULL when no Link is due.
+ * the match count. New heap string (free() it), or NULL when no Link is due
+ * or it would exceed QUERY_MAX_LINK bytes.
  */
 char *query_link(const struct query *q, const char *path, const struct query_param *params,
                  size_t n, size_t total);

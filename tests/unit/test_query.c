@@ -298,6 +298,8 @@ static const struct link_case link_cases[] = {
      "rel=\"next\", "
      "</v1/my%20posts?title_like=a%20b%7C%26c&flag&tags=x,y&q=caf%C3%A9&_page=2&_limit=1>; "
      "rel=\"last\""},
+    {"link over QUERY_MAX_LINK is left out", "a={x*4000}&b={y*4000}&_page=1&_limit=1", "/v1/p", 2,
+     NULL},
     {"link cannot be broken by CR LF or >", "x=%0D%0A%3E&_page=1&_limit=1", "/v1/p", 2,
      "</v1/p?x=%0D%0A%3E&_page=1&_limit=1>; rel=\"first\", </v1/p?x=%0D%0A%3E&_page=2&_limit=1>; "
      "rel=\"next\", </v1/p?x=%0D%0A%3E&_page=2&_limit=1>; rel=\"last\""},
