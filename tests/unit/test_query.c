@@ -595,6 +595,40 @@ static void test_compare(void)
     query_free(q);
 }
 
+/* query_sort compares strings by an inline 8-byte prefix first: check around that edge. */
+static void test_sort_strings(void)
+{
+    static const char *const ordered[] = {
+        "\"\"",         "\"\\u0000\"",         "\"a\"",         "\"a\\u0000\"",   "\"a\\u0000b\"",
+        "\"abcdefgh\"", "\"abcdefgh\\u0000\"", "\"abcdefghi\"", "\"abcdefghij\"", "\"abcdefgi\"",
+        "\"b\"",        "\"\\u00e9\"",         "\"\\uffff\"",   "\"\\uffffx\"",
+    };
+    enum { N = ARRAY_LEN(ordered) };
+    json_t *docs_s[N];
+    struct query_item items[N];
+    for (size_t i = 0; i < N; i++) {
+        json_t *v = json_loads(ordered[i], JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+        if (v == NULL)
+            panic("bad json %s", ordered[i]);
+        docs_s[i] = json_pack("{s:o}", "s", v);
+    }
+    bool ok = true;
+    for (size_t shift = 0; shift < N; shift++) {
+        /* A rotation reversed: every element starts somewhere else. */
+        for (size_t i = 0; i < N; i++)
+            items[i].doc = docs_s[(N - 1 - i + shift) % N], items[i].ref = NULL;
+        struct query *q = must_parse("_sort=s");
+        query_sort(q, items, N);
+        for (size_t i = 0; i < N; i++)
+            if (items[i].doc != docs_s[i])
+                ok = false;
+        query_free(q);
+    }
+    report(ok, "sort strings around the 8-byte prefix, NUL bytes, UTF-8", NULL);
+    for (size_t i = 0; i < N; i++)
+        json_decref(docs_s[i]);
+}
+
 /* A reply slice bigger than the collection, and sorting nothing. */
 static void test_edges(void)
 {
@@ -745,6 +779,7 @@ int main(void)
         run_link_case(&link_cases[i]);
     test_flags();
     test_compare();
+    test_sort_strings();
     test_edges();
     test_like_linear();
     test_q_random();
