@@ -561,7 +561,8 @@ int http_start(const struct config *cfg, int listen_fd, char *err, size_t errlen
      */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC |
                      MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-    unsigned pool = (unsigned)cfg->threads;
+    /* one worker is the internal polling thread itself: libmicrohttpd wants no pool then */
+    unsigned pool = cfg->threads > 1 ? (unsigned)cfg->threads : 0;
 #if defined(CAIRN_MHD_MODE) && CAIRN_MHD_MODE == 1
     /* benchmark builds only (bench/): the pool on epoll, for the comparison */
     flags = (flags & ~(unsigned)MHD_USE_POLL) | MHD_USE_EPOLL;
