@@ -156,15 +156,23 @@ up() {
     mkdir -p "$LAB"
     [ ! -e "$LAB/pid1" ] && [ ! -e "$LAB/launcher.pid" ] || down
     cgm=$(cgroup2_mount) || die "no cgroup2 hierarchy on this host"
-    # one cgroup per lab, named after its state directory: parallel labs coexist
+    # One cgroup per lab, named after its state directory (parallel labs
+    # coexist), with two children: sys/, the root of the lab's cgroup namespace,
+    # owned by its systemd, and launcher/, where unshare waits for its child.
+    # sys/ thus holds no foreign process and the lab's systemd may enable the
+    # controllers we hand down (cgroup v2: no processes in inner nodes).
     cg="$cgm/cairn-lab-$(printf '%s' "$(cd "$LAB" && pwd)" | md5sum | cut -c1-12)"
-    mkdir -p "$cg"
+    mkdir -p "$cg/sys" "$cg/launcher"
     echo "$cg" > "$LAB/cgroup"
+    local c
+    for c in $(cat "$cg/cgroup.controllers" 2>/dev/null); do
+        echo "+$c" > "$cg/cgroup.subtree_control" 2>/dev/null || true
+    done
     t0=$(now_ms)
-    # The subshell moves itself into the lab's cgroup before unshare, so the new
-    # cgroup namespace is rooted there and the lab's systemd owns that subtree.
+    # The subshell joins sys/ before unshare, so the new cgroup namespace is
+    # rooted there; once PID 1 runs, unshare itself moves to launcher/.
     (
-        echo "$BASHPID" > "$cg/cgroup.procs"
+        echo "$BASHPID" > "$cg/sys/cgroup.procs"
         export LAB LAB_STAGE="$stage"
         exec unshare --pid --fork --mount --uts --ipc --net --cgroup \
             --propagation private "$SELF" __pid1
@@ -173,8 +181,13 @@ up() {
     echo "$launcher" > "$LAB/launcher.pid"
 
     deadline=$(( $(now_ms) + LAB_BOOT_TIMEOUT * 1000 ))
+    local moved=""
     while [ "$(now_ms)" -lt "$deadline" ]; do
         if [ -e "$LAB/pid1" ]; then
+            if [ -z "$moved" ]; then
+                echo "$launcher" > "$cg/launcher/cgroup.procs" 2>/dev/null || true
+                moved=1
+            fi
             state=$(enter systemctl is-system-running 2>/dev/null) || true
             case "$state" in running|degraded) break;; esac
         elif ! kill -0 "$launcher" 2>/dev/null; then
