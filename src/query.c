@@ -4,9 +4,10 @@
  * Everything that can be decided once per request is decided in query_parse:
  * paths are split into segments, filter values are classified (canonical
  * integer? canonical real? number for ranges?), regexes are compiled, q is
- * folded. query_match then only walks the document and compares; it never
- * allocates, and it never writes to the document (documents are shared
- * immutable snapshot values read by many threads).
+ * folded. query_match then only walks the document and compares; it does
+ * not allocate, and it never writes to the document (documents are shared
+ * immutable snapshot values read by many threads). Every search in it is
+ * linear in the text searched: see LIKE_PREFIX and contains_fold.
  *
  * Canonical scalar text (what "field=value" compares against): strings are
  * their bytes, integers their decimal form, reals the shortest "%.{15,16,17}g"

@@ -8,7 +8,8 @@
  *
  * Documents are only ever read (they are shared, immutable snapshot values read
  * by many threads at once). A 'struct query' belongs to one request and one
- * thread; query_match and query_compare do not allocate.
+ * thread; query_match and query_compare do not allocate (glibc's regexec,
+ * used by _like, grows a small state cache inside the compiled pattern).
  */
 #ifndef CAIRN_QUERY_H
 #define CAIRN_QUERY_H
@@ -92,7 +93,7 @@ bool query_has_slice(const struct query *q);
 /* True when _page is present: a Link header is due (see query_link). */
 bool query_has_page(const struct query *q);
 
-/* Whether 'doc' passes every filter and q. Borrowed 'doc', read only; no allocation. */
+/* Whether 'doc' passes every filter and q. Borrowed 'doc', read only. Linear in its size. */
 bool query_match(const struct query *q, const json_t *doc);
 
 /*
