@@ -327,7 +327,6 @@ static char *expand(const char *s)
 {
     struct buf b;
     buf_init(&b, 1 << 20);
-    buf_append(&b, "", 0); /* buf_steal of a never-appended buf is not NUL-terminated */
     while (*s != '\0') {
         const char *star, *close;
         if (*s == '{' && (star = strchr(s, '*')) != NULL && (close = strchr(star, '}')) != NULL) {
