@@ -19,7 +19,8 @@
 # a kernel with overlayfs and cgroup2.
 set -euo pipefail
 
-SELF=$(readlink -f "$0")
+SELF=$0
+case "$SELF" in /*) ;; *) SELF=$PWD/$SELF ;; esac
 : "${LAB:?set LAB to a per-run state directory}"
 LAB_BOOT_TIMEOUT=${LAB_BOOT_TIMEOUT:-30}
 LAB_CMD_TIMEOUT=${LAB_CMD_TIMEOUT:-60}
@@ -108,6 +109,9 @@ EOF
     read -r hostpid rest < /proc/self/stat
     echo "$hostpid" > "$LAB/pid1.new"
     mv "$LAB/pid1.new" "$LAB/pid1"
+    # wait (bounded) until `up` has moved unshare out of our cgroup, so that
+    # systemd finds its root cgroup holding nothing but itself
+    for d in $(seq 100); do [ -e "$LAB/go" ] && break; sleep 0.05; done
 
     cd "$root"
     mkdir .lab-old-root
@@ -123,20 +127,34 @@ EOF
 }
 
 # ---- outside ----
-pid1() { cat "$LAB/pid1" 2>/dev/null; }
+# (builtins only: `run` is called a hundred times per test run)
+pid1() { local p; read -r p 2>/dev/null < "$LAB/pid1" && echo "$p"; }
 
 # true when the PID in $LAB/pid1 still is our lab's PID 1 (not a reused PID)
 pid1_alive() {
-    local p cg
+    local p cg line
     p=$(pid1) || return 1
     [ -n "$p" ] && [ -d "/proc/$p" ] || return 1
-    cg=$(cat "$LAB/cgroup" 2>/dev/null) || return 1
-    grep -qF "/$(basename "$cg")" "/proc/$p/cgroup" 2>/dev/null
+    read -r cg 2>/dev/null < "$LAB/cgroup" || return 1
+    while read -r line; do
+        case "$line" in 0::/"${cg##*/}"/*) return 0 ;; esac
+    done 2>/dev/null < "/proc/$p/cgroup"
+    return 1
+}
+
+# true when the lab's PID 1 is alive and already is systemd
+pid1_is_systemd() {
+    local comm
+    pid1_alive && read -r comm 2>/dev/null < "/proc/$(pid1)/comm" && [ "$comm" = systemd ]
 }
 
 enter() {
     local p
     p=$(pid1) || die "no lab is up in $LAB"
+    # Never nsenter a PID 1 that is not (yet) systemd: before its pivot_root the
+    # lab still sees the host's /run, and systemctl would talk to the host's
+    # systemd.
+    pid1_is_systemd || die "the lab's PID 1 ($p) is not running systemd"
     timeout -k 5 "$LAB_CMD_TIMEOUT" nsenter -t "$p" -m -u -i -n -p -C -r -w \
         env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 TERM=dumb \
         SYSTEMD_PAGER= SYSTEMD_COLORS=0 SYSTEMD_LESS= "$@"
@@ -155,6 +173,7 @@ up() {
     fi
     mkdir -p "$LAB"
     [ ! -e "$LAB/pid1" ] && [ ! -e "$LAB/launcher.pid" ] || down
+    rm -f "$LAB/go"
     cgm=$(cgroup2_mount) || die "no cgroup2 hierarchy on this host"
     # One cgroup per lab, named after its state directory (parallel labs
     # coexist), with two children: sys/, the root of the lab's cgroup namespace,
@@ -170,7 +189,8 @@ up() {
     done
     t0=$(now_ms)
     # The subshell joins sys/ before unshare, so the new cgroup namespace is
-    # rooted there; once PID 1 runs, unshare itself moves to launcher/.
+    # rooted there; before PID 1 execs systemd, unshare itself moves to
+    # launcher/ (pid1_main waits for the file "go").
     (
         echo "$BASHPID" > "$cg/sys/cgroup.procs"
         export LAB LAB_STAGE="$stage"
@@ -181,14 +201,15 @@ up() {
     echo "$launcher" > "$LAB/launcher.pid"
 
     deadline=$(( $(now_ms) + LAB_BOOT_TIMEOUT * 1000 ))
-    local moved=""
     while [ "$(now_ms)" -lt "$deadline" ]; do
         if [ -e "$LAB/pid1" ]; then
-            if [ -z "$moved" ]; then
-                echo "$launcher" > "$cg/launcher/cgroup.procs" 2>/dev/null || true
-                moved=1
+            if [ ! -e "$LAB/go" ]; then
+                echo "$launcher" > "$cg/launcher/cgroup.procs" || true
+                : > "$LAB/go"
             fi
-            state=$(enter systemctl is-system-running 2>/dev/null) || true
+            if pid1_is_systemd; then
+                state=$(enter systemctl is-system-running 2>/dev/null) || true
+            fi
             case "$state" in running|degraded) break;; esac
         elif ! kill -0 "$launcher" 2>/dev/null; then
             break # the setup failed before PID 1 started
@@ -252,7 +273,7 @@ down() {
         [ ! -d "$cg" ] || echo "lab.sh: could not remove cgroup $cg" >&2
     fi
     if [ -n "$l" ]; then wait_gone "$l" 5000 || kill -KILL "$l" 2>/dev/null || true; fi
-    rm -f "$LAB/pid1" "$LAB/pid1.new" "$LAB/launcher.pid" "$LAB/cgroup"
+    rm -f "$LAB/pid1" "$LAB/pid1.new" "$LAB/go" "$LAB/launcher.pid" "$LAB/cgroup"
     rmdir "$LAB/fs" 2>/dev/null || true
 }
 
