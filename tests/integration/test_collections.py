@@ -664,6 +664,28 @@ def test_if_none_match_304():
     with_daemon(t)
 
 
+def test_304_content_length_is_that_of_the_200():
+    """RFC 9110 8.6: a 304 may carry Content-Length only as the length the 200 would have had."""
+    def t(d):
+        send(d, "POST", "/v1/posts", {"title": "some title", "n": 1})
+        send(d, "PUT", "/v1/profile", {"name": "p"})
+        for path in ["/v1/posts/1", "/v1/profile"]:
+            full = d.get(path)
+            c = d.conn()
+            try:
+                for method in ["GET", "HEAD"]:
+                    r = d.request(method, path, headers={"If-None-Match": full.headers["etag"]},
+                                  conn=c)
+                    assert r.status == 304 and r.body == b"", r
+                    assert r.headers.get("content-length", str(len(full.body))) == \
+                        str(len(full.body)), (path, method, r.headers, len(full.body))
+                    # the connection stays usable: the framing was right
+                    assert d.get(path, conn=c).body == full.body
+            finally:
+                c.close()
+    with_daemon(t)
+
+
 def test_head_on_a_document():
     def t(d):
         send(d, "POST", "/v1/posts", {"title": "héllo", "n": [1, 2]})
