@@ -7,6 +7,7 @@ revision in GET /v1 and the same GET /v1/_export as before the request.
 import json
 import os
 import re
+import signal
 import tempfile
 import urllib.parse
 
@@ -379,6 +380,35 @@ def test_auto_create_false_404_on_writes_to_unknown_names():
         with_daemon(t, settings={"collections.auto_create": False, "store.seed_file": seed})
     finally:
         os.unlink(seed)
+
+
+def test_reload_turns_auto_create_off_and_changes_depth():
+    def t(d):
+        assert send(d, "POST", "/v1/a", '{"x":{"y":1}}').status == 201
+        settings = dict(d.settings)
+        settings.update({"collections.auto_create": False, "max_json_depth": 2})
+        d.write_config(settings)
+        os.kill(d.pid(), signal.SIGHUP)
+        assert d.wait_for(lambda: d.stats()["gauges"]["config_generation"] == 2), d.log()
+        bad(d, "POST", "/v1/b", {}, 404)
+        bad(d, "PUT", "/v1/r", {}, 404)
+        bad(d, "POST", "/v1/a", '{"x":{"y":[1]}}')
+        assert send(d, "POST", "/v1/a", '{"x":{"y":1}}').status == 201
+        assert send(d, "POST", "/v1/a", '{"x":1}').status == 201
+    with_daemon(t)
+
+
+def test_api_prefix_in_location_and_link():
+    def t(d):
+        r = send(d, "POST", "/api/posts", {})
+        assert r.status == 201 and r.headers["location"] == "/api/posts/1", r
+        send(d, "POST", "/api/posts", {})
+        r = d.get("/api/posts?_page=1&_limit=1")
+        assert r.headers["link"].startswith('</api/posts?_page=1&_limit=1>; rel="first"'), r
+        assert ok(d.get("/api"))["collections"]["posts"]["count"] == 2
+        assert d.get("/api/_export").status == 200
+        problem(d.get("/v1/posts"), 404)
+    with_daemon(t, settings={"api_prefix": "/api"})
 
 
 def test_seed_file_loads_when_empty():
