@@ -45,7 +45,7 @@ int notify_listen_fd(void)
         return -1;
     if (n != 1)
         return -2;
-    if (sd_is_socket(SD_LISTEN_FDS_START, AF_UNSPEC, SOCK_STREAM, 1) <= 0)
+    if (sd_is_socket_inet(SD_LISTEN_FDS_START, AF_UNSPEC, SOCK_STREAM, 1, 0) <= 0)
         return -2;
     return SD_LISTEN_FDS_START;
 }
