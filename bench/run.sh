@@ -1,0 +1,494 @@
+#!/usr/bin/env bash
+# bench/run.sh -- cairnd side by side with nginx, gin, Go net/http and
+# json-server 0.17 (issue 5). `make bench` runs it; `make bench-quick` runs
+# `bench/run.sh --quick` (under 5 minutes).
+#
+#   bench/run.sh [--quick] [--no-doc]
+#
+# Phases (each can be skipped: SKIP_MATRIX=1 SKIP_SCALE=1 SKIP_CALLGRIND=1):
+#   1. matrix    scenarios S1..S7 x peers, REPS repetitions interleaved: for
+#                each repetition, for each scenario, for each peer (the peer
+#                order rotates between repetitions): start the server pinned to
+#                CPU $SERVER_CPU, warm up, run wrk -t1 pinned to CPU $CLIENT_CPU
+#                for DURATION seconds, read the server's CPU time
+#                (/proc/PID/stat utime+stime, process tree) and RSS, stop it.
+#                A fresh server per measurement: S4/S5 grow the data.
+#   2. scale     cairnd with 1,000 / 100,000 / 1,000,000 posts: import time,
+#                RSS idle and under load, GET-by-id p50 at 64 and at 1 connection.
+#   3. callgrind instructions per request for fixed batches of S1 and S2
+#                requests (bench/callgrind_client.py), machine-noise free.
+#   4. report    bench/report.py: medians and ratios as markdown in
+#                $OUT/summary.md and, unless --no-doc, in docs/PERFORMANCE.md
+#                (between the markers of the full or the quick section).
+#
+# Knobs (environment): REPS DURATION WARMUP SCENARIOS PEERS NICE CAIRN_THREADS
+#   SCALE_SIZES SCALE_REPS CG_REQUESTS SERVER_CPU CLIENT_CPU OUT
+# Every server is started here and stopped by its PID (trap on exit); every
+# load loop is bounded by wrk's -d and by `timeout`; everything is on 127.0.0.1.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+T_START=$(date +%s)
+
+MODE=full
+WRITE_DOC=1
+ARGS="$*"
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --quick) MODE=quick ;;
+    --no-doc) WRITE_DOC=0 ;;
+    -h | --help) sed -n '2,27p' "$0"; exit 0 ;;
+    *) echo "bench/run.sh: unknown argument $1" >&2; exit 64 ;;
+    esac
+    shift
+done
+
+ALL_PEERS="cairnd nginx-mem nginx-file gin nethttp jsonserver"
+if [ "$MODE" = quick ]; then
+    REPS=${REPS:-1}
+    DURATION=${DURATION:-3}
+    WARMUP=${WARMUP:-1}
+    SCALE_SIZES=${SCALE_SIZES:-"1000 100000 1000000"}
+    SCALE_REPS=${SCALE_REPS:-1}
+    SCALE_DURATION=${SCALE_DURATION:-3}
+    CG_REQUESTS=${CG_REQUESTS:-1000}
+else
+    REPS=${REPS:-3}
+    DURATION=${DURATION:-10}
+    WARMUP=${WARMUP:-2}
+    SCALE_SIZES=${SCALE_SIZES:-"1000 100000 1000000"}
+    SCALE_REPS=${SCALE_REPS:-3}
+    SCALE_DURATION=${SCALE_DURATION:-5}
+    CG_REQUESTS=${CG_REQUESTS:-2000}
+fi
+PEERS=${PEERS:-$ALL_PEERS}
+SCENARIOS=${SCENARIOS:-"S1 S2 S3 S4 S4a S5 S6 S7"}
+NICE=${NICE:--10}
+# One worker thread: the server has one core (CPU 0). threads=2 on one core
+# only adds a second poll loop competing for it (see bench/modes/).
+CAIRN_THREADS=${CAIRN_THREADS:-1}
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
+BUILD_DIR=$ROOT/build-bench
+OUT=${OUT:-$BUILD_DIR/results/$(date -u +%Y%m%dT%H%M%SZ)-$MODE}
+PORT_BASE=${PORT_BASE:-18400}
+
+# ---- the scenarios -----------------------------------------------------------
+# id|connections|wrk mode|wrk args ({N} = number of posts)|peers|enabled|what
+# A row with enabled=no is reported as "not yet available" with its reason.
+# S4a turns on when store.sync=always (write-ahead log, group commit) lands:
+# set its enabled field to yes.
+SCENARIO_TABLE=(
+    "S1|64|get|{N}|all|yes|GET /v1/posts/{random id}"
+    "S2|64|path|/comments|all|yes|GET the 100-document list (~10 KB)"
+    "S3|64|path|/posts?userId=7&_sort=views&_order=desc&_limit=10|all|yes|filter, sort, paginate 10,000 posts"
+    "S4|64|post||writers|yes|POST /v1/posts, store.sync=none"
+    "S4a|64|post||cairnd-always|no|POST /v1/posts, store.sync=always: not yet available (the write-ahead log with group commit is being built)"
+    "S5|256|mix|{N} 10|writers|yes|90% GET by id, 10% POST"
+    "S6|64|close|{N}|all|yes|GET by id, Connection: close (one request per connection)"
+    "S7|1024|get|{N}|all|yes|S1 at 1,024 connections"
+)
+WRITERS="cairnd gin nethttp jsonserver"
+
+mkdir -p "$OUT/raw" "$BUILD_DIR"
+WORK=$(mktemp -d /tmp/cairn-bench-XXXXXX)
+SPID=
+log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+tree_pids() { # pid -> the pid and its descendants
+    local p c
+    for p in "$@"; do
+        echo "$p"
+        for c in $(ps -o pid= --ppid "$p" 2>/dev/null); do tree_pids "$c"; done
+    done
+}
+
+kill_tree() { # pid signal
+    local pids p
+    pids=$(tree_pids "$1")
+    for p in $pids; do kill "-$2" "$p" 2>/dev/null || true; done
+}
+
+cleanup() {
+    if [ -n "$SPID" ] && kill -0 "$SPID" 2>/dev/null; then
+        kill_tree "$SPID" KILL
+        wait "$SPID" 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
+
+# ---- 0. prepare ----------------------------------------------------------------
+prepare() {
+    log "building cairnd (make)"
+    (unset MAKEFLAGS MFLAGS MAKELEVEL; make -s -j2 build/cairnd)
+    if [ ! -x "$BUILD_DIR/peers/gin-server" ] || [ ! -x "$BUILD_DIR/peers/nethttp-server" ] ||
+        [ -n "$(find bench/go -name '*.go' -newer "$BUILD_DIR/peers/gin-server" 2>/dev/null)" ]; then
+        log "building the Go peers (GOPATH mode against /usr/share/gocode, offline)"
+        mkdir -p "$BUILD_DIR/peers"
+        bench/go/build.sh "$BUILD_DIR/peers"
+    fi
+    if [ ! -x bench/jsonserver/node_modules/.bin/json-server ]; then
+        log "installing json-server 0.17.4 into bench/jsonserver (npm ci)"
+        (cd bench/jsonserver && timeout 600 npm ci --no-audit --no-fund --loglevel=error)
+    fi
+    mkdir -p "$BUILD_DIR/data"
+    if [ ! -s "$BUILD_DIR/data/db.json" ] || [ bench/gen_db.py -nt "$BUILD_DIR/data/db.json" ]; then
+        rm -rf "$BUILD_DIR/data/static"
+        python3 bench/gen_db.py --static "$BUILD_DIR/data/static" "$BUILD_DIR/data/db.json"
+    fi
+    DB=$BUILD_DIR/data/db.json
+    NPOSTS=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["posts"]))' "$DB")
+}
+
+# ---- one server ----------------------------------------------------------------
+peer_port() { # name -> port
+    local i=0 p
+    for p in cairnd cairnd-always nginx-mem nginx-file gin nethttp jsonserver cairnd-scale; do
+        [ "$p" = "$1" ] && { echo $((PORT_BASE + i)); return; }
+        i=$((i + 1))
+    done
+    return 1
+}
+peer_prefix() { [ "$1" = jsonserver ] && echo "" || echo "/v1"; }
+
+cairnd_conf() { # dir port sync
+    cat >"$1/cairnd.conf" <<EOF
+listen_address = "127.0.0.1";
+listen_port = $2;
+threads = $CAIRN_THREADS;
+max_connections = 4096;
+connection_timeout = 30;
+log_level = "notice";
+shutdown_timeout = 5;
+store = { data_dir = "$1/data"; sync = "$3"; };
+EOF
+}
+
+# start_peer NAME [DB] -> SPID, PORT, PREFIX; waits until it answers
+start_peer() {
+    local name=$1 db=${2:-$DB} dir="$WORK/$1" ready_path cmd=()
+    rm -rf "$dir"
+    mkdir -p "$dir/data" "$dir/tmp"
+    PORT=$(peer_port "$name")
+    PREFIX=$(peer_prefix "$name")
+    ready_path=$PREFIX/posts/1
+    case "$name" in
+    cairnd | cairnd-always | cairnd-scale)
+        cairnd_conf "$dir" "$PORT" "$([ "$name" = cairnd-always ] && echo always || echo none)"
+        cmd=(build/cairnd -c "$dir/cairnd.conf")
+        [ "$db" = none ] && ready_path=/healthz || cmd+=(--import "$db")
+        ;;
+    nginx-mem | nginx-file)
+        python3 bench/nginx_conf.py --mode "${name#nginx-}" --port "$PORT" \
+            --static "$BUILD_DIR/data/static" --work "$dir" >"$dir/nginx.conf"
+        cmd=(nginx -c "$dir/nginx.conf" -e "$dir/error.log")
+        ;;
+    gin) cmd=("$BUILD_DIR/peers/gin-server" -addr "127.0.0.1:$PORT" -db "$db") ;;
+    nethttp) cmd=("$BUILD_DIR/peers/nethttp-server" -addr "127.0.0.1:$PORT" -db "$db") ;;
+    jsonserver)
+        # json-server rewrites its db.json on every write: give it a copy
+        cp "$db" "$dir/db.json"
+        cmd=(node bench/jsonserver/node_modules/json-server/lib/cli/bin.js --quiet
+            --host 127.0.0.1 --port "$PORT" "$dir/db.json")
+        ;;
+    *) log "unknown peer $name"; return 1 ;;
+    esac
+    T_LAUNCH=$(date +%s%N)
+    nice -n "$NICE" taskset -c "$SERVER_CPU" "${cmd[@]}" >"$dir/stdout.log" 2>"$dir/stderr.log" &
+    SPID=$!
+    local i code
+    for i in $(seq 1 "${READY_TRIES:-600}"); do
+        code=$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://127.0.0.1:$PORT$ready_path" || true)
+        if [ "$code" = 200 ]; then
+            T_READY=$(date +%s%N)
+            return 0
+        fi
+        kill -0 "$SPID" 2>/dev/null || break
+        sleep 0.02
+    done
+    log "$name did not start (last status $code):"
+    tail -5 "$dir/stderr.log" "$dir/stdout.log" >&2 || true
+    stop_peer || true
+    return 1
+}
+
+stop_peer() { # SIGTERM, SIGKILL after 10 s; -> the server's exit status
+    local i rc=0
+    [ -n "$SPID" ] || return 0
+    local kids
+    kids=$(tree_pids "$SPID" | tail -n +2)
+    kill -TERM "$SPID" 2>/dev/null || true
+    for i in $(seq 1 100); do
+        kill -0 "$SPID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$SPID" 2>/dev/null; then
+        log "server $SPID ignored SIGTERM for 10 s: SIGKILL"
+        kill_tree "$SPID" KILL
+    fi
+    wait "$SPID" 2>/dev/null || rc=$?
+    for i in $kids; do kill -KILL "$i" 2>/dev/null || true; done
+    SPID=
+    return $rc
+}
+
+tree_ticks() { # pid -> utime+stime of the process tree, in clock ticks
+    local p t=0 v
+    for p in $(tree_pids "$1"); do
+        v=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)
+        t=$((t + v))
+    done
+    echo $t
+}
+tree_rss() { # pid -> VmRSS of the process tree, kB
+    local p t=0 v
+    for p in $(tree_pids "$1"); do
+        v=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
+        t=$((t + ${v:-0}))
+    done
+    echo $t
+}
+tree_threads() {
+    local p t=0 v
+    for p in $(tree_pids "$1"); do
+        v=$(awk '/^Threads:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
+        t=$((t + ${v:-0}))
+    done
+    echo $t
+}
+cpu_busy() { # cpuN -> "busy total" jiffies
+    awk -v c="$1" '$1 == c {b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6}' /proc/stat
+}
+HZ=$(getconf CLK_TCK)
+
+# run_wrk RAW CONNS SECONDS MODE ARGS... -> the WRKJSON line in RAW, wrk's CPU in RAW.time
+run_wrk() {
+    local raw=$1 c=$2 d=$3
+    shift 3
+    local TIMEFORMAT='%U %S %R'
+    { time timeout $((d + 30)) nice -n "$NICE" taskset -c "$CLIENT_CPU" \
+        wrk -t1 -c"$c" -d"${d}s" --timeout 10s -s bench/wrk/bench.lua \
+        "http://127.0.0.1:$PORT/" -- "$@" >"$raw" 2>&1 || true; } 2>"$raw.time"
+}
+
+# measure NAME SCENARIO REP CONNS MODE ARGS... -> one line of results.tsv
+measure() {
+    local name=$1 sc=$2 rep=$3 c=$4
+    shift 4
+    local raw="$OUT/raw/$sc-$name-r$rep.txt"
+    if ! start_peer "$name"; then
+        printf '%s\t%s\t%s\t%s\tSTARTFAIL\n' "$rep" "$sc" "$name" "$c" >>"$OUT/results.tsv"
+        return 0
+    fi
+    local rss_idle
+    rss_idle=$(tree_rss "$SPID")
+    run_wrk "$raw.warmup" "$c" "$WARMUP" "$@"
+    local tk0 tk1 s0b s0t s1b s1t c0b c0t c1b c1t t0 t1 rss thr rc=0
+    tk0=$(tree_ticks "$SPID")
+    read -r s0b s0t < <(cpu_busy "cpu$SERVER_CPU")
+    read -r c0b c0t < <(cpu_busy "cpu$CLIENT_CPU")
+    t0=$(date +%s%N)
+    run_wrk "$raw" "$c" "$DURATION" "$@"
+    t1=$(date +%s%N)
+    tk1=$(tree_ticks "$SPID")
+    read -r s1b s1t < <(cpu_busy "cpu$SERVER_CPU")
+    read -r c1b c1t < <(cpu_busy "cpu$CLIENT_CPU")
+    rss=$(tree_rss "$SPID")
+    thr=$(tree_threads "$SPID")
+    stop_peer || rc=$?
+    local wall=$((t1 - t0))
+    python3 - "$raw" "$rep" "$sc" "$name" "$c" "$((tk1 - tk0))" "$HZ" "$wall" "$rss" "$rss_idle" \
+        "$thr" "$((s1b - s0b))" "$((s1t - s0t))" "$((c1b - c0b))" "$((c1t - c0t))" "$rc" \
+        "$(cut -d' ' -f1 /proc/loadavg)" >>"$OUT/results.tsv" <<'EOF'
+import json, sys
+raw, rep, sc, name, c, ticks, hz, wall, rss, rss_idle, thr, sb, st, cb, ct, rc, load = sys.argv[1:]
+w = None
+for line in open(raw, errors="replace"):
+    if line.startswith("WRKJSON "):
+        w = json.loads(line[8:])
+if w is None:
+    print("\t".join([rep, sc, name, c, "NORESULT"]))
+    sys.exit(0)
+try:
+    u, s, r = (float(x) for x in open(raw + ".time").read().split()[-3:])
+    wrk_cpu = 100 * (u + s) / r
+except Exception:
+    wrk_cpu = float("nan")
+secs = w["duration_us"] / 1e6
+wall_s = int(wall) / 1e9
+srv = 100 * int(ticks) / int(hz) / wall_s
+cpu0 = 100 * int(sb) / int(st) if int(st) else 0
+cpu1 = 100 * int(cb) / int(ct) if int(ct) else 0
+sock = w["connect"] + w["read"] + w["write"] + w["timeout"]
+print("\t".join(str(x) for x in [
+    rep, sc, name, c, "%.1f" % (w["requests"] / secs), w["p50_us"], w["p99_us"], w["requests"],
+    w["status"], sock, "%.1f" % srv, rss, rss_idle, thr, "%.1f" % wrk_cpu, "%.1f" % cpu0,
+    "%.1f" % cpu1, rc, load, w["bytes"]]))
+EOF
+    log "r$rep $sc $name c=$c: $(tail -1 "$OUT/results.tsv" | cut -f5-12)"
+}
+
+# ---- 1. matrix -----------------------------------------------------------------
+matrix() {
+    printf 'rep\tscenario\tpeer\tconns\trps\tp50_us\tp99_us\trequests\tnon2xx\tsockerr\tserver_cpu\trss_kb\trss_idle_kb\tthreads\twrk_cpu\tcpu0\tcpu1\tserver_rc\tload1\tbytes\n' \
+        >"$OUT/results.tsv"
+    : >"$OUT/scenarios.tsv"
+    local row id c wmode wargs peers enabled what
+    for row in "${SCENARIO_TABLE[@]}"; do
+        IFS='|' read -r id c wmode wargs peers enabled what <<<"$row"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$id" "$c" "$wmode" "$wargs" "$enabled" "$what" >>"$OUT/scenarios.tsv"
+    done
+    local rep sc list p k n
+    for rep in $(seq 1 "$REPS"); do
+        for sc in $SCENARIOS; do
+            row=
+            for k in "${SCENARIO_TABLE[@]}"; do [ "${k%%|*}" = "$sc" ] && row=$k; done
+            [ -n "$row" ] || { log "no scenario $sc"; continue; }
+            IFS='|' read -r id c wmode wargs peers enabled what <<<"$row"
+            [ "$enabled" = yes ] || { [ "$rep" = 1 ] && log "$sc skipped: $what"; continue; }
+            case "$peers" in
+            all) list=$PEERS ;;
+            writers) list=$(for p in $PEERS; do case " $WRITERS " in *" $p "*) echo "$p" ;; esac; done) ;;
+            *) list=$peers ;;
+            esac
+            # rotate the order by repetition so no peer always runs first
+            list=($list)
+            n=${#list[@]}
+            for k in $(seq 0 $((n - 1))); do
+                p=${list[$(((k + rep - 1) % n))]}
+                measure "$p" "$sc" "$rep" "$c" "$wmode" "$(peer_prefix "$p")" ${wargs//\{N\}/$NPOSTS}
+            done
+        done
+    done
+}
+
+# ---- 2. scale ------------------------------------------------------------------
+scale() {
+    printf 'rep\tdocs\tdb_bytes\tdoc_bytes\tload_ms\trss_idle_kb\trss_load_kb\trps\tp50_us\tp99_us\tp50_c1_us\tp99_c1_us\terrors\n' \
+        >"$OUT/scale.tsv"
+    local n rep db meta
+    for rep in $(seq 1 "$SCALE_REPS"); do
+        for n in 0 $SCALE_SIZES; do
+            if [ "$n" = 0 ]; then
+                db=none
+                meta="0 0"
+            else
+                db=$BUILD_DIR/data/posts-$n.json
+                if [ ! -s "$db" ] || [ bench/gen_db.py -nt "$db" ]; then
+                    python3 bench/gen_db.py --only-posts --posts "$n" "$db"
+                fi
+                meta="$(stat -c %s "$db") $(cat "$db.meta")"
+            fi
+            READY_TRIES=3000 start_peer cairnd-scale "$db" || continue
+            local load_ms=$(((T_READY - T_LAUNCH) / 1000000))
+            sleep 1
+            local rss_idle rss_load
+            rss_idle=$(tree_rss "$SPID")
+            local r64=- r1=-
+            if [ "$n" != 0 ]; then
+                r64="$OUT/raw/scale-$n-c64-r$rep.txt"
+                r1="$OUT/raw/scale-$n-c1-r$rep.txt"
+                run_wrk "$r64.warmup" 64 1 get /v1 "$n"
+                run_wrk "$r64" 64 "$SCALE_DURATION" get /v1 "$n"
+                run_wrk "$r1" 1 "$SCALE_DURATION" get /v1 "$n"
+            fi
+            rss_load=$(tree_rss "$SPID")
+            stop_peer || true
+            python3 - "$rep" "$n" $meta "$load_ms" "$rss_idle" "$rss_load" "$r64" "$r1" \
+                "$T_LAUNCH" "$WORK/cairnd-scale/stderr.log" >>"$OUT/scale.tsv" <<'EOF'
+import datetime, json, re, sys
+rep, n, dbb, docb, load_ms, ri, rl, r64, r1, t_launch, logf = sys.argv[1:]
+# launch -> cairnd's own "listening" log line (ms resolution), which leaves out
+# the readiness poll's granularity; the poll's figure stays as a fallback.
+for line in open(logf, errors="replace"):
+    m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z .*listening on", line)
+    if m:
+        t = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f").replace(
+            tzinfo=datetime.timezone.utc).timestamp()
+        load_ms = "%d" % max(0, round(t * 1000 - int(t_launch) / 1e6))
+        break
+def w(path):
+    if path == "-":
+        return None
+    for line in open(path, errors="replace"):
+        if line.startswith("WRKJSON "):
+            return json.loads(line[8:])
+a, b = w(r64), w(r1)
+def g(x, k):
+    return "-" if x is None else str(x[k])
+rps = "-" if a is None else "%.1f" % (a["requests"] / (a["duration_us"] / 1e6))
+err = 0
+for x in (a, b):
+    if x:
+        err += x["connect"] + x["read"] + x["write"] + x["timeout"] + x["status"]
+print("\t".join([rep, n, dbb, docb, load_ms, ri, rl, rps, g(a, "p50_us"), g(a, "p99_us"),
+                 g(b, "p50_us"), g(b, "p99_us"), str(err)]))
+EOF
+            log "scale r$rep n=$n: $(tail -1 "$OUT/scale.tsv" | cut -f5-12)"
+        done
+    done
+}
+
+# ---- 3. callgrind --------------------------------------------------------------
+callgrind() {
+    local dir="$WORK/callgrind" port
+    port=$(peer_port cairnd)
+    rm -rf "$dir"
+    mkdir -p "$dir/data"
+    cairnd_conf "$dir" "$port" none
+    log "callgrind: cairnd under valgrind, $CG_REQUESTS requests per batch"
+    T_LAUNCH=$(date +%s%N)
+    valgrind --tool=callgrind --compress-strings=no --compress-pos=no --callgrind-out-file="$dir/cg.out" \
+        build/cairnd -c "$dir/cairnd.conf" --import "$DB" >"$dir/stdout.log" 2>"$dir/stderr.log" &
+    SPID=$!
+    local rc=0
+    timeout 600 python3 bench/callgrind_client.py --port "$port" --pid "$SPID" \
+        --requests "$CG_REQUESTS" --nids "$NPOSTS" --dir "$dir" --out "$OUT/callgrind.tsv" || rc=$?
+    stop_peer || true
+    if [ "$rc" != 0 ]; then
+        log "callgrind client failed ($rc)"
+        tail -5 "$dir/stderr.log" >&2 || true
+        return 0
+    fi
+    cp "$dir"/cg.out* "$OUT/raw/" 2>/dev/null || true
+    python3 bench/callgrind_client.py --annotate "$OUT/raw" >"$OUT/callgrind_top.txt" || true
+    cat "$OUT/callgrind.tsv" >&2
+}
+
+# ---- environment ---------------------------------------------------------------
+write_env() {
+    {
+        echo "date: $(date -u '+%Y-%m-%d %H:%M:%SZ')"
+        echo "command: $(env | grep -E '^(REPS|DURATION|WARMUP|SCENARIOS|PEERS|NICE|CAIRN_THREADS|SCALE_SIZES|SCALE_REPS|CG_REQUESTS)=' | tr '\n' ' ')bench/run.sh $ARGS"
+        echo "mode: $MODE (reps $REPS, ${WARMUP}s warm-up, ${DURATION}s runs; scale reps $SCALE_REPS, ${SCALE_DURATION}s; callgrind $CG_REQUESTS requests per batch)"
+        echo "host: $(uname -r), $(nproc) CPUs,$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
+        echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo ?)$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (src modified)')"
+        echo "cairnd: $(build/cairnd --version 2>&1 | head -1), threads = $CAIRN_THREADS, libmicrohttpd $(dpkg-query -W -f='${Version}' libmicrohttpd12 2>/dev/null), jansson $(dpkg-query -W -f='${Version}' libjansson4 2>/dev/null)"
+        echo "nginx: $(nginx -v 2>&1 | sed 's/.*: //') ($(dpkg-query -W -f='${Package} ${Version}' nginx-light 2>/dev/null || echo ?))"
+        echo "go: $(go version | cut -d' ' -f3), gin $(dpkg-query -W -f='${Version}' golang-github-gin-gonic-gin-dev 2>/dev/null)"
+        echo "json-server: $(node bench/jsonserver/node_modules/json-server/lib/cli/bin.js --version 2>/dev/null) on node $(node --version)"
+        echo "wrk: $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
+        echo "valgrind: $(valgrind --version)"
+        echo "pinning: server on CPU $SERVER_CPU, wrk -t1 on CPU $CLIENT_CPU, both at nice $NICE"
+        echo "load before: $(cat /proc/loadavg)"
+    } >"$OUT/env.txt"
+}
+
+prepare
+write_env
+cat "$OUT/env.txt" >&2
+[ -n "${SKIP_MATRIX:-}" ] || matrix
+[ -n "${SKIP_SCALE:-}" ] || scale
+[ -n "${SKIP_CALLGRIND:-}" ] || callgrind
+echo "elapsed: $(($(date +%s) - T_START)) s" >>"$OUT/env.txt"
+echo "load after: $(cat /proc/loadavg)" >>"$OUT/env.txt"
+doc_args=()
+[ "$WRITE_DOC" = 1 ] && doc_args=(--doc docs/PERFORMANCE.md)
+python3 bench/report.py --out "$OUT" --section "$MODE" "${doc_args[@]}" >"$OUT/summary.md"
+cat "$OUT/summary.md"
+log "results in $OUT ($(($(date +%s) - T_START)) s)"
