@@ -14,7 +14,8 @@
 #                               safe to call twice or on a half-booted lab
 #
 # DIR is per run and holds the state: pid1 (host PID of the lab's PID 1),
-# cgroup, launcher.pid, console.log (output of the setup before PID 1 starts).
+# cgroup, launcher.pid (unshare), go (set-up handshake), fs/ (mount point, used
+# inside only) and console.log (output of the set-up before systemd starts).
 # Needs root, util-linux (unshare, nsenter, setpriv, pivot_root), systemd, and
 # a kernel with overlayfs and cgroup2.
 set -euo pipefail
@@ -160,6 +161,20 @@ enter() {
         SYSTEMD_PAGER= SYSTEMD_COLORS=0 SYSTEMD_LESS= "$@"
 }
 
+# alive PID: PID exists and is not a zombie
+alive() {
+    local st
+    st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
+    [ -n "$st" ] && [ "${st:0:1}" != Z ]
+}
+
+# wait_gone PID MS: wait until PID is gone, at most MS milliseconds
+wait_gone() {
+    local deadline=$(( $(now_ms) + $2 ))
+    while alive "$1" && [ "$(now_ms)" -lt "$deadline" ]; do sleep 0.05; done
+    ! alive "$1"
+}
+
 up() {
     local stage=${1:-} cgm cg t0 deadline state="" launcher
     [ "$(id -u)" = 0 ] || die "needs root"
@@ -202,6 +217,7 @@ up() {
 
     deadline=$(( $(now_ms) + LAB_BOOT_TIMEOUT * 1000 ))
     while [ "$(now_ms)" -lt "$deadline" ]; do
+        alive "$launcher" || break # the setup or PID 1 died
         if [ -e "$LAB/pid1" ]; then
             if [ ! -e "$LAB/go" ]; then
                 echo "$launcher" > "$cg/launcher/cgroup.procs" || true
@@ -211,8 +227,6 @@ up() {
                 state=$(enter systemctl is-system-running 2>/dev/null) || true
             fi
             case "$state" in running|degraded) break;; esac
-        elif ! kill -0 "$launcher" 2>/dev/null; then
-            break # the setup failed before PID 1 started
         fi
         sleep 0.05
     done
@@ -231,20 +245,6 @@ up() {
         return 1
         ;;
     esac
-}
-
-# alive PID: PID exists and is not a zombie
-alive() {
-    local st
-    st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
-    [ -n "$st" ] && [ "${st:0:1}" != Z ]
-}
-
-# wait_gone PID MS: wait until PID is gone, at most MS milliseconds
-wait_gone() {
-    local deadline=$(( $(now_ms) + $2 ))
-    while alive "$1" && [ "$(now_ms)" -lt "$deadline" ]; do sleep 0.05; done
-    ! alive "$1"
 }
 
 down() {

@@ -125,6 +125,8 @@ if ! "$LABSH" up "$STAGE"; then
     finish
 fi
 note "lab up at $(($(now_ms) - T0)) ms"
+LAB_PID1=$(cat "$LAB/pid1")
+lab_alive() { [ -d "/proc/$LAB_PID1" ]; }
 
 # ---- helpers that act inside the lab ----
 L() { "$LABSH" run "$@"; }
@@ -148,7 +150,7 @@ wait_for() {
     shift
     while :; do
         "$@" > /dev/null 2>&1 && return 0
-        [ "$(now_ms)" -lt "$deadline" ] || return 1
+        [ "$(now_ms)" -lt "$deadline" ] && lab_alive || return 1
         sleep 0.05
     done
 }
@@ -176,12 +178,16 @@ stopped_clean() {
 # section TITLE: starts a group of checks; section_end shows the unit's recent
 # journal if one of them failed, to make CI logs useful
 section() {
+    if ! lab_alive; then
+        notok "the lab's systemd is still running"
+        finish
+    fi
     echo "# --- $*"
     section_fail=$fail
 }
 section_end() {
-    [ "$fail" = "$section_fail" ] ||
-        L journalctl -b -u $SVC -o short-monotonic --no-pager -n 15 | sed 's/^/#   /'
+    [ "$fail" = "$section_fail" ] && return
+    lab_alive && L journalctl -b -u $SVC -o short-monotonic --no-pager -n 15 | sed 's/^/#   /'
 }
 
 section "the units, checked by the real systemd"
