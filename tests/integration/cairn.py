@@ -116,7 +116,7 @@ class Daemon:
     def pid(self):
         return self.proc.pid
 
-    def signal(self, sig):
+    def send_signal(self, sig):
         self.proc.send_signal(sig)
 
     def stop(self, sig=signal.SIGTERM, timeout=30):
