@@ -54,8 +54,16 @@ struct ctx {
     bool body_overflow;      /* a chunked body passed max_body_bytes: discard, 413 at the end */
     bool query_bad;
     bool deferred;
+    bool encoded_slash;      /* the raw path held %2F: libmicrohttpd decoded it to '/' */
     char query_error[160];
 };
+
+/*
+ * What on_uri() hands the first access-handler call when the raw path holds
+ * an encoded '/': a static marker, so nothing leaks when libmicrohttpd never
+ * presents the request (it sends no completion for those).
+ */
+static char encoded_slash_marker;
 
 static struct MHD_Daemon *daemon_;
 static int listen_fd_ = -1;
@@ -236,6 +244,9 @@ static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const cha
 /* The reply for a request the router did not match. */
 static enum result route_failure(struct ctx *c)
 {
+    if (c->encoded_slash)
+        return reply_fail(&c->reply, RES_BAD_REQUEST,
+                          "an encoded '/' (%%2F) is not allowed in a path segment");
     switch (c->outcome) {
     case ROUTER_NOT_FOUND:
         return reply_fail(&c->reply, RES_NOT_FOUND, "no such resource");
@@ -313,9 +324,11 @@ static enum result decide_early(struct ctx *c)
     return RES_OK;
 }
 
-static struct ctx *ctx_new(struct MHD_Connection *conn, const char *url, const char *method)
+static struct ctx *ctx_new(struct MHD_Connection *conn, const char *url, const char *method,
+                           bool encoded_slash)
 {
     struct ctx *c = xcalloc(1, sizeof(*c));
+    c->encoded_slash = encoded_slash;
     STATS_INC(request_contexts_created);
     c->conn = conn;
     c->cfg = config_current();
@@ -339,6 +352,8 @@ static struct ctx *ctx_new(struct MHD_Connection *conn, const char *url, const c
 
     c->path = xstrdup(url);
     c->outcome = router_find(c->path, c->req.method, &c->match);
+    if (c->encoded_slash)
+        c->outcome = ROUTER_BAD_PARAM; /* "/v1/a%2Fb" must not become "/v1/a/b" */
     c->route_index = c->outcome == ROUTER_FOUND ? c->match.index : router_count();
     if (c->outcome == ROUTER_FOUND) {
         c->req.route = c->match.route;
@@ -389,8 +404,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     (void)cls;
     (void)version;
 
-    if (c == NULL) {
-        c = ctx_new(conn, url, method);
+    if (c == NULL || c == (void *)&encoded_slash_marker) {
+        c = ctx_new(conn, url, method, c != NULL);
         *con_cls = c;
         c->early = decide_early(c);
         if (c->early == RES_OK)
@@ -446,10 +461,22 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     (void)cls;
     (void)conn;
     stats_count_termination((unsigned)toe);
-    if (*con_cls == NULL)
+    if (*con_cls == NULL || *con_cls == (void *)&encoded_slash_marker)
         return;
     ctx_free(*con_cls); /* the only place a context is freed */
     *con_cls = NULL;
+}
+
+/* Sees the raw request target before libmicrohttpd decodes it. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    (void)cls;
+    (void)conn;
+    size_t n = strcspn(uri, "?");
+    for (size_t i = 0; i + 2 < n; i++)
+        if (uri[i] == '%' && uri[i + 1] == '2' && (uri[i + 2] == 'f' || uri[i + 2] == 'F'))
+            return &encoded_slash_marker;
+    return NULL;
 }
 
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
@@ -584,6 +611,7 @@ int http_start(const struct config *cfg, int listen_fd, char *err, size_t errlen
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->max_header_bytes,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
         MHD_OPTION_END);
     if (daemon_ == NULL) {
         snprintf(err, errlen, "libmicrohttpd refused to start on %s", listen_name);

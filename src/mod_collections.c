@@ -131,8 +131,12 @@ static enum result parse_if_match(const char *h, struct store_op *op, struct rep
         ok = ok && digits > 0 && *p == '"';
         if (ok)
             p++;
-        if (ok && !weak && op->n_if_match < STORE_IF_MATCH_MAX)
+        if (ok && !weak) {
+            if (op->n_if_match == STORE_IF_MATCH_MAX)
+                return reply_fail(reply, RES_BAD_REQUEST,
+                                  "If-Match lists more than %d entity tags", STORE_IF_MATCH_MAX);
             op->if_match[op->n_if_match++] = v;
+        }
         while (*p != '\0' && *p != ',')
             p++;
     }
@@ -168,8 +172,13 @@ static bool none_match_hit(const char *h, uint64_t rev)
 static enum result get_doc(struct request *req, struct reply *reply, struct doc *d)
 {
     if (none_match_hit(req->if_none_match, d->rev)) {
+        /*
+         * libmicrohttpd sends no content with a 304 but announces the
+         * buffer's length: give it the 200's body so Content-Length is the
+         * 200's (RFC 9110 8.6), not 0.
+         */
+        reply_doc(reply, d);
         reply->status = 304;
-        reply_header(reply, "ETag", "\"%" PRIu64 "\"", d->rev);
         return RES_OK;
     }
     reply_doc(reply, d);
