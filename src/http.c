@@ -460,9 +460,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     (void)cls;
     (void)conn;
-    stats_count_termination((unsigned)toe);
-    if (*con_cls == NULL || *con_cls == (void *)&encoded_slash_marker)
+    if (*con_cls == NULL || *con_cls == (void *)&encoded_slash_marker) {
+        /* a connection that ended between requests: no request, no context */
+        STATS_INC(completions_without_request);
         return;
+    }
+    stats_count_termination((unsigned)toe);
     ctx_free(*con_cls); /* the only place a context is freed */
     *con_cls = NULL;
 }

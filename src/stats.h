@@ -15,6 +15,8 @@
     X(request_contexts_freed, "per-request contexts freed in the completion callback")            \
     X(replies_unqueued, "replies that could not be queued because the client was gone")           \
     X(early_replies, "replies decided from the headers alone; the connection is closed after")    \
+    X(completions_without_request, "completion callbacks for connections that ended between "    \
+                                   "requests (no context, not in terminations)")                \
     X(connections_accepted, "connections accepted")                                               \
     X(config_reloads, "successful config reloads")                                                \
     X(config_reload_failures, "config reloads refused; the old config stayed")                    \
