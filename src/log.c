@@ -78,3 +78,11 @@ void log_msg(int level, const char *request_id, const char *fmt, ...)
         fprintf(stderr, "%s.%03ldZ %s %s\n", ts, now.tv_nsec / 1000000,
                 level_names[level < LOG_ERR ? LOG_ERR : level], msg);
 }
+
+void log_bare_err(const char *msg)
+{
+    if (to_journal)
+        notify_journal(LOG_ERR, NULL, msg);
+    else
+        fprintf(stderr, "%s\n", msg);
+}

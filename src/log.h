@@ -16,6 +16,12 @@ int log_level_parse(const char *name);
 void log_msg(int level, const char *request_id, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/*
+ * Writes 'msg' exactly as given (no timestamp: "file:line: message" for a bad
+ * config) as one stderr line, or as a journal entry at error priority.
+ */
+void log_bare_err(const char *msg);
+
 #define log_err(...) log_msg(LOG_ERR, NULL, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARNING, NULL, __VA_ARGS__)
 #define log_notice(...) log_msg(LOG_NOTICE, NULL, __VA_ARGS__)

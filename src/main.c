@@ -183,7 +183,7 @@ int main(int argc, char **argv)
     log_init();
     struct config *cfg = load(path, err, sizeof(err));
     if (cfg == NULL) {
-        fprintf(stderr, "%s\n", err);
+        log_bare_err(err);
         return EX_CONFIG;
     }
     if (check_only) {
