@@ -35,7 +35,9 @@ SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 
 mkdir -p "$OUT/raw"
-WORK=$(mktemp -d /tmp/cairn-modes-XXXXXX)
+# the servers' configs and logs live under $OUT (a build-* directory), not in a
+# shared /tmp that other jobs may clean
+WORK=$(mktemp -d "$OUT/work.XXXXXX")
 SERVER_PID=
 cleanup() {
     if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
