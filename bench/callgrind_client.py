@@ -95,10 +95,15 @@ def main():
     if a.annotate:
         for name, (path, ir) in sorted(dumps(a.annotate).items()):
             print("== batch %s: %s Ir (%s)" % (name, "{:,}".format(ir or 0), os.path.basename(path)))
-            r = subprocess.run(["callgrind_annotate", "--threshold=95", path],
+            r = subprocess.run(["callgrind_annotate", "--inclusive=no", "--threshold=100", "--auto=no", path],
                                capture_output=True, text=True, timeout=120)
-            lines = [l for l in r.stdout.splitlines() if re.match(r"\s*[\d,]+ \(", l)]
-            print("\n".join(lines[:25]))
+            # own (exclusive) cost per function; thread entry points show up with
+            # their callees' cost (a callgrind_annotate quirk with zeroed counters)
+            body = r.stdout.split("file:function", 1)[-1].split("\n-----", 2)
+            body = body[1] if len(body) > 1 else ""
+            lines = [l for l in body.splitlines() if re.match(r"\s*[\d,]+ \(", l)
+                     and not re.search(r":clone |:start_thread |\(below main\)|libc_start", l)]
+            print("\n".join(re.sub(r" \[/[^\]]*/([^/\]]+)\]$", r" [\1]", l) for l in lines[:20]))
             print()
         return
 

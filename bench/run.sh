@@ -49,7 +49,7 @@ if [ "$MODE" = quick ]; then
     REPS=${REPS:-1}
     DURATION=${DURATION:-3}
     WARMUP=${WARMUP:-1}
-    SCALE_SIZES=${SCALE_SIZES:-"1000 100000 1000000"}
+    SCALE_SIZES=${SCALE_SIZES:-"1000 100000"}
     SCALE_REPS=${SCALE_REPS:-1}
     SCALE_DURATION=${SCALE_DURATION:-3}
     CG_REQUESTS=${CG_REQUESTS:-1000}
@@ -62,6 +62,8 @@ else
     SCALE_DURATION=${SCALE_DURATION:-5}
     CG_REQUESTS=${CG_REQUESTS:-2000}
 fi
+# quick: Go net/http has no target of its own and is left out
+[ "$MODE" = quick ] && PEERS=${PEERS:-"cairnd nginx-mem nginx-file gin jsonserver"}
 PEERS=${PEERS:-$ALL_PEERS}
 SCENARIOS=${SCENARIOS:-"S1 S2 S3 S4 S4a S5 S6 S7"}
 NICE=${NICE:--10}
@@ -92,6 +94,8 @@ SCENARIO_TABLE=(
 WRITERS="cairnd gin nethttp jsonserver"
 
 mkdir -p "$OUT/raw" "$BUILD_DIR"
+# the interpreter itself, not a version manager's shim (one shim call costs ~0.1 s)
+PY=$(python3 -c 'import sys; print(sys.executable)')
 WORK=$(mktemp -d /tmp/cairn-bench-XXXXXX)
 SPID=
 log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
@@ -139,10 +143,10 @@ prepare() {
     mkdir -p "$BUILD_DIR/data"
     if [ ! -s "$BUILD_DIR/data/db.json" ] || [ bench/gen_db.py -nt "$BUILD_DIR/data/db.json" ]; then
         rm -rf "$BUILD_DIR/data/static"
-        python3 bench/gen_db.py --static "$BUILD_DIR/data/static" "$BUILD_DIR/data/db.json"
+        "$PY" bench/gen_db.py --static "$BUILD_DIR/data/static" "$BUILD_DIR/data/db.json"
     fi
     DB=$BUILD_DIR/data/db.json
-    NPOSTS=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["posts"]))' "$DB")
+    NPOSTS=$("$PY" -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["posts"]))' "$DB")
 }
 
 # ---- one server ----------------------------------------------------------------
@@ -184,9 +188,13 @@ start_peer() {
         [ "$db" = none ] && ready_path=/healthz || cmd+=(--import "$db")
         ;;
     nginx-mem | nginx-file)
-        python3 bench/nginx_conf.py --mode "${name#nginx-}" --port "$PORT" \
-            --static "$BUILD_DIR/data/static" --work "$dir" >"$dir/nginx.conf"
-        cmd=(nginx -c "$dir/nginx.conf" -e "$dir/error.log")
+        # generated once per run: the memory variant holds 10,000 map entries
+        if [ ! -s "$WORK/conf/$name.conf" ]; then
+            mkdir -p "$WORK/conf"
+            "$PY" bench/nginx_conf.py --mode "${name#nginx-}" --port "$PORT" \
+                --static "$BUILD_DIR/data/static" --work "$dir" >"$WORK/conf/$name.conf"
+        fi
+        cmd=(nginx -c "$WORK/conf/$name.conf" -e "$dir/error.log")
         ;;
     gin) cmd=("$BUILD_DIR/peers/gin-server" -addr "127.0.0.1:$PORT" -db "$db") ;;
     nethttp) cmd=("$BUILD_DIR/peers/nethttp-server" -addr "127.0.0.1:$PORT" -db "$db") ;;
@@ -302,7 +310,7 @@ measure() {
     thr=$(tree_threads "$SPID")
     stop_peer || rc=$?
     local wall=$((t1 - t0))
-    python3 - "$raw" "$rep" "$sc" "$name" "$c" "$((tk1 - tk0))" "$HZ" "$wall" "$rss" "$rss_idle" \
+    "$PY" - "$raw" "$rep" "$sc" "$name" "$c" "$((tk1 - tk0))" "$HZ" "$wall" "$rss" "$rss_idle" \
         "$thr" "$((s1b - s0b))" "$((s1t - s0t))" "$((c1b - c0b))" "$((c1t - c0t))" "$rc" \
         "$(cut -d' ' -f1 /proc/loadavg)" >>"$OUT/results.tsv" <<'EOF'
 import json, sys
@@ -380,7 +388,7 @@ scale() {
             else
                 db=$BUILD_DIR/data/posts-$n.json
                 if [ ! -s "$db" ] || [ bench/gen_db.py -nt "$db" ]; then
-                    python3 bench/gen_db.py --only-posts --posts "$n" "$db"
+                    "$PY" bench/gen_db.py --only-posts --posts "$n" "$db"
                 fi
                 meta="$(stat -c %s "$db") $(cat "$db.meta")"
             fi
@@ -399,7 +407,7 @@ scale() {
             fi
             rss_load=$(tree_rss "$SPID")
             stop_peer || true
-            python3 - "$rep" "$n" $meta "$load_ms" "$rss_idle" "$rss_load" "$r64" "$r1" \
+            "$PY" - "$rep" "$n" $meta "$load_ms" "$rss_idle" "$rss_load" "$r64" "$r1" \
                 "$T_LAUNCH" "$WORK/cairnd-scale/stderr.log" >>"$OUT/scale.tsv" <<'EOF'
 import datetime, json, re, sys
 rep, n, dbb, docb, load_ms, ri, rl, r64, r1, t_launch, logf = sys.argv[1:]
@@ -447,7 +455,7 @@ callgrind() {
         build/cairnd -c "$dir/cairnd.conf" --import "$DB" >"$dir/stdout.log" 2>"$dir/stderr.log" &
     SPID=$!
     local rc=0
-    timeout 600 python3 bench/callgrind_client.py --port "$port" --pid "$SPID" \
+    timeout 600 "$PY" bench/callgrind_client.py --port "$port" --pid "$SPID" \
         --requests "$CG_REQUESTS" --nids "$NPOSTS" --dir "$dir" --out "$OUT/callgrind.tsv" || rc=$?
     stop_peer || true
     if [ "$rc" != 0 ]; then
@@ -456,7 +464,7 @@ callgrind() {
         return 0
     fi
     cp "$dir"/cg.out* "$OUT/raw/" 2>/dev/null || true
-    python3 bench/callgrind_client.py --annotate "$OUT/raw" >"$OUT/callgrind_top.txt" || true
+    "$PY" bench/callgrind_client.py --annotate "$OUT/raw" >"$OUT/callgrind_top.txt" || true
     cat "$OUT/callgrind.tsv" >&2
 }
 
@@ -489,6 +497,6 @@ echo "elapsed: $(($(date +%s) - T_START)) s" >>"$OUT/env.txt"
 echo "load after: $(cat /proc/loadavg)" >>"$OUT/env.txt"
 doc_args=()
 [ "$WRITE_DOC" = 1 ] && doc_args=(--doc docs/PERFORMANCE.md)
-python3 bench/report.py --out "$OUT" --section "$MODE" "${doc_args[@]}" >"$OUT/summary.md"
+"$PY" bench/report.py --out "$OUT" --section "$MODE" "${doc_args[@]}" >"$OUT/summary.md"
 cat "$OUT/summary.md"
 log "results in $OUT ($(($(date +%s) - T_START)) s)"

