@@ -48,10 +48,14 @@ static void *json_xmalloc(size_t n)
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: cairnd [-c FILE] [-d DIR] [--import FILE] [--check-config] [--version] [--help]\n"
+            "usage: cairnd [-c FILE] [-d DIR] [--import FILE] [--recover-truncate] [--check-config]\n"
+            "              [--version] [--help]\n"
             "  -c, --config FILE   config file (default " CONFIG_DEFAULT_PATH ")\n"
             "  -d, --data-dir DIR  use DIR for store.data_dir, whatever the file says\n"
             "  -i, --import FILE   replace the store's contents with a json-server db.json\n"
+            "      --recover-truncate  start even if the log or snapshot is damaged, dropping\n"
+            "                      the damaged records (docs/DURABILITY.md); without it cairnd\n"
+            "                      refuses to start with status 65\n"
             "  -t, --check-config  validate the config file and exit: 0 if good, 78 if not\n"
             "  -V, --version       print the version and exit\n"
             "  -h, --help          this text\n");
@@ -141,6 +145,7 @@ int main(int argc, char **argv)
         {"config", required_argument, NULL, 'c'},
         {"data-dir", required_argument, NULL, 'd'},
         {"import", required_argument, NULL, 'i'},
+        {"recover-truncate", no_argument, NULL, 'R'},
         {"check-config", no_argument, NULL, 't'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
@@ -160,6 +165,9 @@ int main(int argc, char **argv)
             break;
         case 'i':
             collections_set_import(optarg);
+            break;
+        case 'R':
+            collections_set_recover_truncate(true);
             break;
         case 't':
             check_only = 1;

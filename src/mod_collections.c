@@ -14,18 +14,27 @@
 #include <sysexits.h>
 
 #include "config.h"
+#include "http.h"
 #include "log.h"
 #include "modules.h"
 #include "query.h"
+#include "store/durable.h"
 #include "store/store.h"
 #include "util.h"
 
+static struct durable *durable; /* the data dir, the log and the committer (store/durable.h) */
 static struct store *store;
 static const char *import_path;
+static bool recover_truncate;
 
 void collections_set_import(const char *path)
 {
     import_path = path;
+}
+
+void collections_set_recover_truncate(bool on)
+{
+    recover_truncate = on;
 }
 
 /* ---- helpers ---- */
@@ -219,10 +228,48 @@ static enum result write_reply(struct request *req, struct reply *reply, struct 
     case STORE_INVALID:
         return reply_fail(reply, RES_BAD_REQUEST, "%s", res->msg);
     case STORE_COMMIT_FAILED:
-        return reply_fail(reply, RES_UNAVAILABLE, "the write could not be made durable: %s",
+        if (res->err == -ENOSPC || res->err == -EDQUOT)
+            return reply_fail(reply, RES_INSUFFICIENT_STORAGE,
+                              "the disk is full: the write was not made, nothing changed");
+        if (res->err == -EROFS) {
+            char why[200];
+            durable_read_only(durable, why, sizeof(why));
+            return reply_fail(reply, RES_UNAVAILABLE,
+                              "the store is read-only until restart: %s; nothing changed", why);
+        }
+        if (res->err == -ESHUTDOWN)
+            return reply_fail(reply, RES_UNAVAILABLE, "shutting down; nothing changed");
+        return reply_fail(reply, RES_UNAVAILABLE,
+                          "the write could not be logged: %s; nothing changed",
                           strerror(-res->err));
     }
     panic("collections: unknown store result %d", (int)res->code);
+}
+
+/* A write whose reply waits for its fsync (sync = always). */
+struct pending {
+    struct request *req;
+    enum result rc;
+    struct reply reply; /* ready to send */
+};
+
+/* The committer thread: the write is on stable storage (err 0), or the fsync failed. */
+static void on_durable(void *cls, int err)
+{
+    struct pending *p = cls;
+    if (err != 0) {
+        char why[200];
+        durable_read_only(durable, why, sizeof(why));
+        reply_cleanup(&p->reply);
+        reply_init(&p->reply);
+        p->rc = reply_fail(&p->reply, RES_UNAVAILABLE,
+                           "the write may not be on stable storage (%s); the store is read-only "
+                           "until restart: %s",
+                           strerror(-err), why);
+    }
+    http_finish(p->req, p->rc, &p->reply);
+    reply_cleanup(&p->reply);
+    free(p);
 }
 
 static enum result do_write(struct request *req, struct reply *reply, enum store_op_kind kind,
@@ -252,10 +299,29 @@ static enum result do_write(struct request *req, struct reply *reply, enum store
             return RES_BAD_REQUEST;
         op.body = body;
     }
+    char why[200] = "shutting down";
+    if (durable_read_only(durable, why, sizeof(why)) || !durable_begin(durable)) {
+        json_decref(body);
+        return reply_fail(reply, RES_UNAVAILABLE, "writes are refused: %s", why);
+    }
     store_write(store, &op, &res);
     json_decref(body);
     rc = write_reply(req, reply, &res, op.name);
+    bool written = res.code == STORE_OK || res.code == STORE_CREATED;
+    uint64_t rev = res.rev;
     store_res_cleanup(&res);
+    if (written && durable_must_wait(durable) && !durable_is_durable(durable, rev)) {
+        /* sync = always: the reply waits for the committer's fsync, the worker does not */
+        struct pending *p = xmalloc(sizeof(*p));
+        p->req = req;
+        p->rc = rc;
+        p->reply = *reply;
+        reply_init(reply);
+        http_defer(req);
+        durable_wait(durable, rev, on_durable, p);
+        return RES_PENDING;
+    }
+    durable_end(durable);
     return rc;
 }
 
@@ -438,6 +504,41 @@ static enum result delete_item(struct request *req, struct reply *reply)
     return do_write(req, reply, STORE_DELETE, false);
 }
 
+/* ---- POST /v1/_admin/snapshot ---- */
+
+static void on_snapshot(void *cls, int err, uint64_t rev, uint64_t bytes, uint64_t usec)
+{
+    struct request *req = cls;
+    struct reply reply;
+    enum result rc = RES_OK;
+    reply_init(&reply);
+    if (err == 0) {
+        char body[160];
+        int n = snprintf(body, sizeof(body),
+                         "{\"revision\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"duration_ms\":%" PRIu64
+                         "}",
+                         rev, bytes, usec / 1000);
+        reply_body_copy(&reply, body, (size_t)n);
+    } else if (err == -ENOSPC || err == -EDQUOT) {
+        rc = reply_fail(&reply, RES_INSUFFICIENT_STORAGE,
+                        "the disk is full: the snapshot failed and the previous one is kept");
+    } else {
+        rc = reply_fail(&reply, RES_UNAVAILABLE, "the snapshot failed: %s", strerror(-err));
+    }
+    http_finish(req, rc, &reply);
+    reply_cleanup(&reply);
+}
+
+static enum result post_snapshot(struct request *req, struct reply *reply)
+{
+    char why[200];
+    if (durable_read_only(durable, why, sizeof(why)))
+        return reply_fail(reply, RES_UNAVAILABLE, "no snapshot: %s", why);
+    http_defer(req);
+    durable_snapshot(durable, on_snapshot, req);
+    return RES_PENDING;
+}
+
 /* ---- start-up: seed file and --import ---- */
 
 static int load_file(const char *path, bool only_if_empty)
@@ -475,23 +576,48 @@ static int load_file(const char *path, bool only_if_empty)
 
 static int collections_init(const struct config *cfg)
 {
-    store = store_new(NULL);
+    struct durable_opts o = {
+        .dir = cfg->data_dir,
+        .sync = cfg->sync == SYNC_ALWAYS     ? DURABLE_SYNC_ALWAYS
+                : cfg->sync == SYNC_PERIODIC ? DURABLE_SYNC_PERIODIC
+                                             : DURABLE_SYNC_NONE,
+        .interval_ms = (uint64_t)cfg->sync_interval_ms,
+        .compact_bytes = (uint64_t)cfg->compact_bytes,
+        .recover_truncate = recover_truncate,
+    };
+    int rc = durable_open(&o, &durable);
+    if (rc != 0)
+        return rc;
+    store = durable_store(durable);
     if (import_path != NULL)
-        return load_file(import_path, false);
-    if (cfg->seed_file[0] != '\0')
-        return load_file(cfg->seed_file, true);
-    return 0;
+        rc = load_file(import_path, false);
+    else if (cfg->seed_file[0] != '\0')
+        rc = load_file(cfg->seed_file, true);
+    if (rc == 0 && (import_path != NULL || cfg->seed_file[0] != '\0') &&
+        durable_sync_now(durable) != 0) {
+        log_err("cannot make the imported data durable");
+        rc = EX_IOERR;
+    }
+    if (rc != 0) {
+        durable_close(durable);
+        durable = NULL;
+        store = NULL;
+    }
+    return rc;
 }
 
 static void collections_fini(void)
 {
-    store_free(store);
+    /* finishes every write waiting for its fsync, then a last snapshot */
+    durable_close(durable);
+    durable = NULL;
     store = NULL;
 }
 
 static const struct route routes[] = {
     {METHOD_GET, "/", get_root, ROUTE_API},
     {METHOD_GET, "/_export", get_export, ROUTE_API},
+    {METHOD_POST, "/_admin/snapshot", post_snapshot, ROUTE_API},
     {METHOD_GET, "/{collection}", get_name, ROUTE_API},
     {METHOD_POST, "/{collection}", post_coll, ROUTE_API | ROUTE_BODY},
     {METHOD_PUT, "/{collection}", put_single, ROUTE_API | ROUTE_BODY},

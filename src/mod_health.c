@@ -3,6 +3,7 @@
 
 #include "http.h"
 #include "modules.h"
+#include "store/durable.h"
 
 static const char alive[] = "{\"status\":\"ok\"}";
 
@@ -17,9 +18,13 @@ static enum result get_readyz(struct request *req, struct reply *reply)
 {
     (void)req;
     switch (http_phase()) {
-    case PHASE_READY:
+    case PHASE_READY: {
+        char why[256];
+        if (durable_degraded(why, sizeof(why)))
+            return reply_fail(reply, RES_UNAVAILABLE, "degraded: writes are refused: %s", why);
         reply_body_copy(reply, "{\"status\":\"ready\"}", 18);
         return RES_OK;
+    }
     case PHASE_STARTING:
         reply_header(reply, "Retry-After", "1");
         return reply_fail(reply, RES_UNAVAILABLE, "starting");

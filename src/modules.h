@@ -2,6 +2,8 @@
 #ifndef CAIRN_MODULES_H
 #define CAIRN_MODULES_H
 
+#include <stdbool.h>
+
 #include "router.h"
 
 extern const struct module mod_health;  /* mod_health.c */
@@ -10,6 +12,8 @@ extern const struct module mod_collections; /* mod_collections.c */
 
 /* mod_collections.c: replace the store with this db.json at start (cairnd --import). */
 void collections_set_import(const char *path);
+/* mod_collections.c: accept losing damaged log/snapshot records at start (cairnd --recover-truncate). */
+void collections_set_recover_truncate(bool on);
 #ifdef CAIRN_FAULTS
 extern const struct module mod_debug;   /* mod_debug.c, fault builds only */
 #endif

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -80,7 +81,7 @@ static const char *route_name(size_t i)
 }
 
 struct computed {
-    uint64_t generation, uptime, rss, in_flight;
+    uint64_t generation, uptime, rss, in_flight, snapshot_age;
 };
 
 static void compute(struct computed *c)
@@ -91,6 +92,9 @@ static void compute(struct computed *c)
     c->uptime = (now_usec() - started_usec) / 1000000;
     c->rss = rss_bytes();
     c->in_flight = STATS_GET(request_contexts_created) - STATS_GET(request_contexts_freed);
+    /* since the last snapshot, or since start when there has been none */
+    uint64_t snap = STATS_GET(store_snapshot_unix_seconds), now = (uint64_t)time(NULL);
+    c->snapshot_age = snap != 0 && now > snap ? now - snap : snap != 0 ? 0 : c->uptime;
 }
 
 void stats_render_json(struct buf *b)
@@ -113,9 +117,10 @@ void stats_render_json(struct buf *b)
 #undef X
     buf_printf(b,
                ",\"requests_in_flight\":%llu,\"config_generation\":%llu,\"uptime_seconds\":%llu,"
-               "\"rss_bytes\":%llu},\"terminations\":{",
+               "\"rss_bytes\":%llu,\"store_snapshot_age_seconds\":%llu},\"terminations\":{",
                (unsigned long long)c.in_flight, (unsigned long long)c.generation,
-               (unsigned long long)c.uptime, (unsigned long long)c.rss);
+               (unsigned long long)c.uptime, (unsigned long long)c.rss,
+               (unsigned long long)c.snapshot_age);
     for (size_t i = 0; i < 6; i++)
         buf_printf(b, "%s\"%s\":%llu", i ? "," : "", termination_names[i],
                    (unsigned long long)atomic_load(&stats.terminations[i]));
@@ -155,6 +160,9 @@ void stats_render_prometheus(struct buf *b)
                 c.generation);
     prom_metric(b, "uptime_seconds", "gauge", "seconds since start", c.uptime);
     prom_metric(b, "rss_bytes", "gauge", "resident set size", c.rss);
+    prom_metric(b, "store_snapshot_age_seconds", "gauge",
+                "seconds since the last snapshot (since start when there was none)",
+                c.snapshot_age);
 
     buf_puts(b, "# HELP cairn_request_terminations_total how requests ended, by code:");
     for (size_t i = 0; i < 6; i++)

@@ -20,10 +20,28 @@
     X(connections_accepted, "connections accepted")                                               \
     X(config_reloads, "successful config reloads")                                                \
     X(config_reload_failures, "config reloads refused; the old config stayed")                    \
-    X(watchdog_probes_failed, "self-probes of the worker pool that got no answer")
+    X(watchdog_probes_failed, "self-probes of the worker pool that got no answer")             \
+    X(store_log_appends, "records appended to the write-ahead log")                              \
+    X(store_fsyncs, "fdatasync calls of the log by the committer (one per group commit)")        \
+    X(store_fsync_writes, "writes made durable by those calls; / store_fsyncs = writes per fsync") \
+    X(store_snapshots, "snapshots written")                                                       \
+    X(store_snapshot_failures, "snapshots that failed; the previous one was kept")               \
+    X(store_writes_enospc, "writes refused with 507 because the disk was full (rolled back)")
 
 /* name, help. Gauges go up and down. */
-#define STATS_GAUGES(X) X(open_connections, "connections open now")
+#define STATS_GAUGES(X)                                                                           \
+    X(open_connections, "connections open now")                                                   \
+    X(store_revision, "revision of the last write appended to the log")                          \
+    X(store_durable_revision, "highest revision known to be on stable storage")                  \
+    X(store_log_bytes, "bytes in the log segments a snapshot would free")                        \
+    X(store_commit_queue, "writes waiting for their fsync")                                       \
+    X(store_last_batch_writes, "writes made durable by the last group commit")                   \
+    X(store_read_only, "1 after an I/O error turned the store read-only until restart")          \
+    X(store_snapshot_revision, "revision of the last snapshot")                                   \
+    X(store_snapshot_unix_seconds, "wall-clock time the last snapshot finished")                 \
+    X(store_snapshot_duration_ms, "time the last snapshot took to write")                         \
+    X(store_snapshot_bytes, "size of the last snapshot file")                                     \
+    X(store_recovery_ms, "time recovery took at start (snapshot load + log replay)")
 
 /* name, help: libmicrohttpd's termination codes, in its order. */
 #define STATS_TERMINATIONS(X)                                                                     \
@@ -47,6 +65,8 @@ extern struct stats stats;
 #define STATS_INC(name) atomic_fetch_add_explicit(&stats.name, 1, memory_order_relaxed)
 #define STATS_DEC(name) atomic_fetch_sub_explicit(&stats.name, 1, memory_order_relaxed)
 #define STATS_GET(name) atomic_load_explicit(&stats.name, memory_order_relaxed)
+#define STATS_ADD(name, v) atomic_fetch_add_explicit(&stats.name, (v), memory_order_relaxed)
+#define STATS_SET(name, v) atomic_store_explicit(&stats.name, (v), memory_order_relaxed)
 
 /* Sizes the per-route table: 'nroutes' rows plus one for requests that matched none. */
 void stats_init(size_t nroutes);

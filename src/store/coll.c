@@ -216,6 +216,20 @@ out:
     return c;
 }
 
+struct coll *coll_restore(const char *name, uint64_t rev, uint64_t next_seq, int64_t max_int_id,
+                          struct doc *const *docs, size_t n, const struct doc **dup)
+{
+    struct coll *c = coll_build(name, rev, docs, n, dup);
+
+    if (c != NULL) {
+        if (next_seq > c->next_seq)
+            c->next_seq = next_seq;
+        if (max_int_id > c->max_int_id)
+            c->max_int_id = max_int_id;
+    }
+    return c;
+}
+
 uint64_t coll_live(void)
 {
     return atomic_load_explicit(&live_colls, memory_order_relaxed);

@@ -75,6 +75,14 @@ struct coll *coll_with(const struct coll *c, struct doc *d, uint64_t rev);
 struct coll *coll_build(const char *name, uint64_t rev, struct doc *const *docs, size_t n,
                         const struct doc **dup);
 
+/*
+ * Recovery (src/store/load.c): coll_build() with the counters a snapshot or
+ * log replay carries. 'next_seq' and 'max_int_id' are raised to what the docs
+ * need if lower, so ids freed by DELETE are not handed out again after a restart.
+ */
+struct coll *coll_restore(const char *name, uint64_t rev, uint64_t next_seq, int64_t max_int_id,
+                          struct doc *const *docs, size_t n, const struct doc **dup);
+
 /* New reference: 'c' without the doc keyed id[0..len) (which must exist), at revision 'rev'. */
 struct coll *coll_without(const struct coll *c, const char *id, size_t len, uint64_t rev);
 

@@ -716,6 +716,26 @@ struct snap *store_acquire(struct store *st)
     return s;
 }
 
+void store_install(struct store *st, struct snap *s)
+{
+    struct snap *old;
+
+    pthread_mutex_lock(&st->write_lock);
+    pthread_rwlock_wrlock(&st->lock);
+    old = st->cur;
+    st->cur = s;
+    pthread_rwlock_unlock(&st->lock);
+    pthread_mutex_unlock(&st->write_lock);
+    snap_release(old);
+}
+
+void store_exclusive(struct store *st, void (*fn)(void *cls, const struct snap *cur), void *cls)
+{
+    pthread_mutex_lock(&st->write_lock);
+    fn(cls, st->cur);
+    pthread_mutex_unlock(&st->write_lock);
+}
+
 /*
  * The write path, in order:
  *   1. validate what needs no state (names, ids, body shape), no lock held;

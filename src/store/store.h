@@ -118,6 +118,21 @@ struct snap *store_acquire(struct store *st);
  */
 enum store_result store_write(struct store *st, const struct store_op *op, struct store_res *res);
 
+/*
+ * Recovery: replaces the current snapshot with 's' (stolen), e.g. one rebuilt
+ * from a snapshot file and the log (src/store/load.c). Meant for start-up,
+ * before any writer runs; readers holding the old snapshot keep it.
+ */
+void store_install(struct store *st, struct snap *s);
+
+/*
+ * Runs fn(cls, cur) with the writer mutex held: no write starts or publishes
+ * meanwhile, so 'cur' is the last published snapshot and the log is at its
+ * revision. The durable layer uses it to cut a log segment exactly at a
+ * snapshot. 'fn' must not call store_write.
+ */
+void store_exclusive(struct store *st, void (*fn)(void *cls, const struct snap *cur), void *cls);
+
 /* Drops res->doc. */
 void store_res_cleanup(struct store_res *res);
 

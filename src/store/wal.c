@@ -1,0 +1,183 @@
+/* src/store/wal.c -- see wal.h. */
+#include "store/wal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store/iofault.h"
+#include "store/record.h"
+#include "util.h"
+
+void wal_segment_name(char *out, uint64_t first)
+{
+    snprintf(out, WAL_NAME_MAX, "log.%020" PRIu64, first);
+}
+
+bool wal_parse_name(const char *name, uint64_t *first)
+{
+    if (strncmp(name, "log.", 4) != 0 || strlen(name) != 24)
+        return false;
+    for (int i = 4; i < 24; i++)
+        if (name[i] < '0' || name[i] > '9')
+            return false;
+    *first = strtoull(name + 4, NULL, 10);
+    return true;
+}
+
+/* Writes the segment header at offset 0; returns its length or -errno. */
+static int write_header(int fd, uint64_t first)
+{
+    struct buf b;
+    struct rec h = {.rev = first, .aux = REC_FORMAT_VERSION, .kind = REC_LOG_HEADER,
+                    .name = "cairn-log", .name_len = 9};
+    buf_init(&b, SIZE_MAX);
+    rec_encode(&b, &h);
+    int rc = io_pwrite_all(fd, b.data, b.len, 0, "log-append");
+    int len = (int)b.len;
+    buf_cleanup(&b);
+    return rc != 0 ? rc : len;
+}
+
+static void init_locks(struct wal *w)
+{
+    static const pthread_mutex_t zero = PTHREAD_MUTEX_INITIALIZER;
+    w->fd_lock = zero;
+}
+
+int wal_open(struct wal *w, int dirfd, uint64_t first, uint64_t end, uint64_t last_rev,
+             uint64_t bytes)
+{
+    char name[WAL_NAME_MAX];
+    int fd;
+
+    wal_segment_name(name, first);
+    fd = io_openat(dirfd, name, O_WRONLY, 0600, "log-open");
+    if (fd < 0)
+        return fd;
+    if (end == 0) {
+        int n = write_header(fd, first);
+        if (n < 0) {
+            io_ftruncate(fd, 0, "log-rollback");
+            io_close(fd);
+            return n;
+        }
+        end = (uint64_t)n;
+        bytes += (uint64_t)n;
+    }
+    init_locks(w);
+    w->dirfd = dirfd;
+    w->fd = fd;
+    w->first = first;
+    w->end = end;
+    atomic_store(&w->last_rev, last_rev);
+    atomic_store(&w->bytes, bytes);
+    return 0;
+}
+
+/* Creates segment 'first': header written and fsynced, directory fsynced. fd or -errno. */
+static int create_segment(int dirfd, uint64_t first, uint64_t *end)
+{
+    char name[WAL_NAME_MAX];
+    int fd, n, rc;
+
+    wal_segment_name(name, first);
+    /* a leftover of a failed rotation holds no record: all appends went elsewhere */
+    fd = io_openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC, 0600, "log-create");
+    if (fd < 0)
+        return fd;
+    n = write_header(fd, first);
+    rc = n < 0 ? n : io_fdatasync(fd, "log-create-sync");
+    if (rc == 0)
+        rc = io_fsync_dir(dirfd, "log-create-dirsync");
+    if (rc != 0) {
+        io_close(fd);
+        io_unlinkat(dirfd, name, "log-unlink");
+        return rc;
+    }
+    *end = (uint64_t)n;
+    return fd;
+}
+
+int wal_create(struct wal *w, int dirfd, uint64_t first, uint64_t last_rev, uint64_t bytes)
+{
+    uint64_t end;
+    int fd = create_segment(dirfd, first, &end);
+    if (fd < 0)
+        return fd;
+    init_locks(w);
+    w->dirfd = dirfd;
+    w->fd = fd;
+    w->first = first;
+    w->end = end;
+    atomic_store(&w->last_rev, last_rev);
+    atomic_store(&w->bytes, bytes + end);
+    return 0;
+}
+
+int wal_append(struct wal *w, const void *p, size_t n, uint64_t rev, bool *clean)
+{
+    int rc = io_pwrite_all(w->fd, p, n, (off_t)w->end, "log-append");
+
+    *clean = true;
+    if (rc != 0) {
+        /* roll back whatever part made it: the next record goes to the same offset */
+        if (io_ftruncate(w->fd, (off_t)w->end, "log-rollback") != 0)
+            *clean = false;
+        return rc;
+    }
+    w->end += n;
+    atomic_fetch_add(&w->bytes, n);
+    atomic_store_explicit(&w->last_rev, rev, memory_order_release);
+    return 0;
+}
+
+int wal_sync(struct wal *w, uint64_t *synced)
+{
+    pthread_mutex_lock(&w->fd_lock);
+    /* every record up to this revision was written to this fd (older segments were synced) */
+    uint64_t rev = atomic_load_explicit(&w->last_rev, memory_order_acquire);
+    int rc = io_fdatasync(w->fd, "log-sync");
+    pthread_mutex_unlock(&w->fd_lock);
+    if (rc == 0)
+        *synced = rev;
+    return rc;
+}
+
+int wal_rotate(struct wal *w, uint64_t first)
+{
+    uint64_t end;
+    int rc, fd, old;
+
+    if (first != atomic_load(&w->last_rev) + 1)
+        panic("wal_rotate: segment %" PRIu64 " after revision %" PRIu64, first,
+              (uint64_t)atomic_load(&w->last_rev));
+    /* the old segment must be durable before anything lands in the new one */
+    rc = io_fdatasync(w->fd, "log-sync");
+    if (rc != 0)
+        return rc;
+    fd = create_segment(w->dirfd, first, &end);
+    if (fd < 0)
+        return fd;
+    pthread_mutex_lock(&w->fd_lock);
+    old = w->fd;
+    w->fd = fd;
+    w->first = first;
+    w->end = end;
+    atomic_fetch_add(&w->bytes, end);
+    pthread_mutex_unlock(&w->fd_lock);
+    io_close(old);
+    return 0;
+}
+
+void wal_close(struct wal *w)
+{
+    if (w->fd >= 0)
+        io_close(w->fd);
+    w->fd = -1;
+    pthread_mutex_destroy(&w->fd_lock);
+}

@@ -1,0 +1,769 @@
+/*
+ * tests/unit/test_wal.c -- the durable store: record framing and CRC, torn
+ * and corrupt logs and snapshots, recovery equal to the live store, group
+ * commit, the data dir lock. Crashes are simulated by a forked child that
+ * writes and then _exit()s without closing anything (kill -9 as far as files
+ * go: what it wrote is in the page cache).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "log.h"
+#include "stats.h"
+#include "store/durable.h"
+#include "store/record.h"
+#include "store/snapfile.h"
+#include "store/wal.h"
+#include "util.h"
+
+/* ---- helpers ---- */
+
+static char tmp_root[64];
+
+/* rm -rf of a directory holding only files */
+static void rmdir_files(const char *dir)
+{
+    DIR *dd = opendir(dir);
+    struct dirent *e;
+    char path[300];
+    if (dd == NULL)
+        return;
+    while ((e = readdir(dd)) != NULL) {
+        if (e->d_name[0] == '.' && (e->d_name[1] == '\0' || strcmp(e->d_name, "..") == 0))
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    closedir(dd);
+    rmdir(dir);
+}
+
+/* The name of the one snapshot file in 'dir' ("" if none). */
+static void find_snapshot(const char *dir, char *out, size_t n) /* n >= 300 */
+{
+    DIR *dd = opendir(dir);
+    struct dirent *e;
+    out[0] = '\0';
+    while (dd != NULL && (e = readdir(dd)) != NULL) {
+        uint64_t rev;
+        if (snapfile_parse_name(e->d_name, &rev))
+            snprintf(out, n, "%.150s/%.100s", dir, e->d_name);
+    }
+    if (dd != NULL)
+        closedir(dd);
+}
+
+static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void sh(const char *fmt, ...)
+{
+    char cmd[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    if (system(cmd) != 0)
+        panic("test: '%s' failed", cmd);
+}
+
+/* A fresh empty directory path under tmp_root (not created). */
+static void new_dir(char *out, size_t n, const char *tag)
+{
+    static int seq;
+    snprintf(out, n, "%s/%s-%d", tmp_root, tag, seq++);
+}
+
+static bool quick_close; /* durable_close without its snapshot: many starts in a loop */
+
+static struct durable *open_dir(const char *dir, enum durable_sync sync, uint64_t compact, int *status)
+{
+    struct durable_opts o = {.dir = dir, .sync = sync, .interval_ms = 50,
+                             .compact_bytes = compact ? compact : (uint64_t)1 << 40,
+                             .no_close_snapshot = quick_close};
+    struct durable *d = NULL;
+    *status = durable_open(&o, &d);
+    return d;
+}
+
+static struct durable *open_lenient(const char *dir, int *status)
+{
+    struct durable_opts o = {.dir = dir, .sync = DURABLE_SYNC_NONE, .interval_ms = 50,
+                             .compact_bytes = (uint64_t)1 << 40, .recover_truncate = true};
+    struct durable *d = NULL;
+    *status = durable_open(&o, &d);
+    return d;
+}
+
+static json_t *J(const char *text)
+{
+    json_error_t err;
+    json_t *j = json_loads(text, 0, &err);
+    if (j == NULL)
+        panic("test JSON '%s': %s", text, err.text);
+    return j;
+}
+
+/* Every observable field of a snapshot, as text: equal text means equal stores. */
+static char *dump(const struct snap *s)
+{
+    struct buf b;
+    buf_init(&b, SIZE_MAX);
+    buf_printf(&b, "rev %" PRIu64 "\n", snap_revision(s));
+    for (size_t i = 0; i < snap_ncolls(s); i++) {
+        const struct coll *c = snap_coll_at(s, i);
+        struct coll_iter it;
+        struct doc *d;
+        buf_printf(&b, "coll %s rev %" PRIu64 " next %" PRIu64 " max %" PRId64 " allint %d n %zu\n",
+                   coll_name(c), coll_revision(c), coll_next_seq(c), coll_max_int_id(c),
+                   coll_ids_all_int(c), coll_count(c));
+        coll_iter_init(&it, c, 0);
+        while ((d = coll_iter_next(&it)) != NULL)
+            buf_printf(&b, " doc %s seq %" PRIu64 " rev %" PRIu64 " int %d %s\n", d->id, d->seq,
+                       d->rev, d->int_id, d->bytes);
+    }
+    for (size_t i = 0; i < snap_nsingles(s); i++) {
+        const struct doc *d = snap_single_at(s, i);
+        buf_printf(&b, "single %s rev %" PRIu64 " %s\n", d->id, d->rev, d->bytes);
+    }
+    size_t len;
+    return buf_steal(&b, &len);
+}
+
+static char *dump_store(struct durable *d)
+{
+    struct snap *s = store_acquire(durable_store(d));
+    char *t = dump(s);
+    snap_release(s);
+    return t;
+}
+
+static uint64_t rng_state;
+static uint64_t rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+/* One random write of every kind the API has, including failures and an occasional import. */
+static void random_write(struct store *st, int i)
+{
+    static const char *const names[] = {"a", "b", "c"};
+    struct store_op op;
+    struct store_res res;
+    char id[32], body[160];
+    memset(&op, 0, sizeof(op));
+    int k = (int)(rnd() % 100);
+    op.name = names[rnd() % 3];
+    if (rnd() % 2)
+        snprintf(id, sizeof(id), "%d", (int)(rnd() % 40));
+    else
+        snprintf(id, sizeof(id), "k%d", (int)(rnd() % 20));
+    snprintf(body, sizeof(body), "{\"v\":%d,\"t\":\"w%d\",\"r\":%.3f,\"n\":{\"x\":[1,\"\\u00e9\"]}}",
+             i, i, (double)(rnd() % 1000) / 7.0);
+    json_t *j = J(body);
+    if (k < 30) {
+        op.kind = STORE_POST;
+        if (k < 10)
+            json_object_set_new(j, "id", json_integer((json_int_t)(rnd() % 60)));
+        else if (k < 13)
+            json_object_set_new(j, "id", json_string(id));
+    } else if (k < 50) {
+        op.kind = STORE_PUT;
+        op.id = id;
+    } else if (k < 65) {
+        op.kind = STORE_PATCH;
+        op.id = id;
+    } else if (k < 85) {
+        op.kind = STORE_DELETE;
+        op.id = id;
+    } else if (k < 92) {
+        op.kind = k < 89 ? STORE_PUT_SINGLE : STORE_PATCH_SINGLE;
+        op.name = rnd() % 2 ? "s1" : "s2";
+    } else if (k < 93) {
+        op.kind = STORE_IMPORT;
+        json_decref(j);
+        j = J("{\"a\":[{\"id\":3,\"v\":1},{\"v\":2},{\"id\":9}],\"s1\":{\"p\":1},\"d\":[]}");
+    } else {
+        op.kind = STORE_POST;
+        op.name = "c";
+    }
+    op.body = op.kind == STORE_DELETE ? NULL : j;
+    store_write(st, &op, &res);
+    store_res_cleanup(&res);
+    json_decref(j);
+}
+
+static void cb(void *cls, int err, uint64_t rev, uint64_t bytes, uint64_t usec)
+{
+    (void)rev;
+    (void)bytes;
+    (void)usec;
+    atomic_store((atomic_int *)cls, err == 0 ? 1 : -1);
+}
+
+/* In a child: open 'dir', run 'n' random writes (snapshot after 'snap_at' if > 0), crash. */
+static void child_writes(const char *dir, int n, int snap_at, uint64_t seed, const char *dump_path)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        panic("fork");
+    if (pid > 0) {
+        int wst;
+        waitpid(pid, &wst, 0);
+        if (!WIFEXITED(wst) || WEXITSTATUS(wst) != 0)
+            panic("test child failed: %d", wst);
+        return;
+    }
+    int status;
+    struct durable *d = open_dir(dir, DURABLE_SYNC_NONE, 0, &status);
+    if (d == NULL)
+        _exit(1);
+    rng_state = seed;
+    for (int i = 0; i < n; i++) {
+        random_write(durable_store(d), i);
+        if (i + 1 == snap_at) {
+            atomic_int done = 0;
+            durable_snapshot(d, cb, &done);
+            while (!atomic_load(&done))
+                usleep(1000);
+        }
+    }
+    char *t = dump_store(d);
+    FILE *f = fopen(dump_path, "w");
+    fputs(t, f);
+    fclose(f);
+    _exit(0); /* no close: the log is all there is */
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    struct buf b;
+    char tmp[65536];
+    size_t n;
+    buf_init(&b, SIZE_MAX);
+    while ((n = fread(tmp, 1, sizeof(tmp), f)) > 0)
+        buf_append(&b, tmp, n);
+    fclose(f);
+    return buf_steal(&b, len ? len : &n);
+}
+
+static void spit(const char *path, const char *p, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (f == NULL || fwrite(p, 1, n, f) != n)
+        panic("cannot write %s", path);
+    fclose(f);
+}
+
+static uint64_t open_rev(struct durable *d)
+{
+    struct snap *s = store_acquire(durable_store(d));
+    uint64_t r = snap_revision(s);
+    snap_release(s);
+    return r;
+}
+
+/* Offsets of the records in a log segment (header included). */
+static size_t record_offsets(const char *p, size_t len, size_t *offs, size_t max)
+{
+    size_t n = 0, off = 0;
+    struct rec r;
+    while (off < len && n < max && rec_decode(p + off, len - off, &r) == REC_OK) {
+        offs[n++] = off;
+        off += r.len;
+    }
+    return n;
+}
+
+/* ---- records and CRC ---- */
+
+static uint32_t crc_bitwise(const unsigned char *p, size_t n)
+{
+    uint32_t c = 0xffffffffu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++)
+            c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1u)));
+    }
+    return ~c;
+}
+
+static void test_crc32c(void)
+{
+    unsigned char buf[300];
+    CHECK(crc32c(0, "123456789", 9) == 0xE3069283u); /* the standard check value */
+    CHECK(crc32c(0, "", 0) == 0);
+    for (size_t i = 0; i < sizeof(buf); i++)
+        buf[i] = (unsigned char)(i * 37 + 11);
+    for (size_t n = 0; n <= sizeof(buf); n += 7)
+        CHECK(crc32c(0, buf, n) == crc_bitwise(buf, n));
+    /* continuing a CRC equals one pass */
+    CHECK(crc32c(crc32c(0, buf, 100), buf + 100, 200) == crc32c(0, buf, 300));
+}
+
+static void encode_sample(struct buf *b)
+{
+    struct rec r = {.rev = 42, .aux = 7, .kind = REC_PUT, .flags = REC_F_INT_ID, .name = "posts",
+                    .name_len = 5, .id = "17", .id_len = 2, .data = "{\"id\":17,\"t\":\"x\"}",
+                    .data_len = 17};
+    buf_init(b, SIZE_MAX);
+    CHECK(rec_encode(b, &r) == 0);
+}
+
+static void test_record_roundtrip(void)
+{
+    struct buf b;
+    struct rec r;
+    encode_sample(&b);
+    CHECK(b.len == rec_size(5, 2, 17));
+    CHECK(rec_decode(b.data, b.len, &r) == REC_OK);
+    CHECK(r.rev == 42 && r.aux == 7 && r.kind == REC_PUT && r.flags == REC_F_INT_ID);
+    CHECK(r.name_len == 5 && memcmp(r.name, "posts", 5) == 0);
+    CHECK(r.id_len == 2 && memcmp(r.id, "17", 2) == 0);
+    CHECK(r.data_len == 17 && memcmp(r.data, "{\"id\":17,\"t\":\"x\"}", 17) == 0);
+    CHECK(r.len == b.len);
+    /* trailing bytes are not part of the record */
+    buf_append(&b, "garbage", 7);
+    CHECK(rec_decode(b.data, b.len, &r) == REC_OK && r.len == b.len - 7);
+    buf_cleanup(&b);
+}
+
+static void test_record_every_cut_and_flip(void)
+{
+    struct buf b;
+    struct rec r;
+    encode_sample(&b);
+    for (size_t cut = 0; cut < b.len; cut++)
+        CHECK(rec_decode(b.data, cut, &r) == REC_TRUNCATED);
+    for (size_t i = 0; i < b.len; i++) {
+        for (int bit = 0; bit < 8; bit++) {
+            b.data[i] ^= (char)(1 << bit);
+            CHECK(rec_decode(b.data, b.len, &r) != REC_OK);
+            b.data[i] ^= (char)(1 << bit);
+        }
+        b.data[i] ^= (char)0xff;
+        CHECK(rec_decode(b.data, b.len, &r) != REC_OK);
+        b.data[i] ^= (char)0xff;
+    }
+    CHECK(rec_decode(b.data, b.len, &r) == REC_OK);
+    buf_cleanup(&b);
+}
+
+static void test_find_next(void)
+{
+    struct buf b;
+    buf_init(&b, SIZE_MAX);
+    for (uint64_t rev = 1; rev <= 3; rev++) {
+        struct rec r = {.rev = rev, .kind = REC_DELETE, .name = "a", .name_len = 1, .id = "1",
+                        .id_len = 1};
+        rec_encode(&b, &r);
+    }
+    size_t one = rec_size(1, 1, 0);
+    b.data[one + 20] ^= 1; /* damage record 2 */
+    CHECK(rec_find_next(b.data, b.len, one + 1, 2, 100) == 2 * one);
+    CHECK(rec_find_next(b.data, b.len, one + 1, 4, 100) == SIZE_MAX); /* rev filter */
+    CHECK(rec_find_next(b.data, b.len - 1, one + 1, 2, 100) == SIZE_MAX);
+    buf_cleanup(&b);
+}
+
+/* ---- recovery equals the live store ---- */
+
+static void check_recovers_to(const char *dir, const char *dump_path)
+{
+    int status;
+    char *want = slurp(dump_path, NULL);
+    struct durable *d = open_dir(dir, DURABLE_SYNC_NONE, 0, &status);
+    CHECK(status == 0 && d != NULL && want != NULL);
+    if (d != NULL && want != NULL) {
+        char *got = dump_store(d);
+        CHECK(strcmp(got, want) == 0);
+        if (strcmp(got, want) != 0)
+            fprintf(stdout, "# want:\n%.2000s\n# got:\n%.2000s\n", want, got);
+        free(got);
+    }
+    free(want);
+    durable_close(d);
+}
+
+static void test_log_replay_equals_store(void)
+{
+    char dir[128], dp[160];
+    new_dir(dir, sizeof(dir), "replay");
+    snprintf(dp, sizeof(dp), "%s.dump", dir);
+    child_writes(dir, 3000, 0, 12345, dp);
+    check_recovers_to(dir, dp);
+    /* and again: the close above wrote a snapshot, the second start loads it */
+    check_recovers_to(dir, dp);
+}
+
+static void test_snapshot_plus_log_equals_store(void)
+{
+    char dir[128], dp[160];
+    new_dir(dir, sizeof(dir), "snaplog");
+    snprintf(dp, sizeof(dp), "%s.dump", dir);
+    child_writes(dir, 2000, 1200, 777, dp);
+    check_recovers_to(dir, dp);
+    /* a second crash on top: snapshot + new log */
+    child_writes(dir, 500, 100, 778, dp);
+    check_recovers_to(dir, dp);
+}
+
+static void test_clean_close_leaves_snapshot_only(void)
+{
+    char dir[128], path[200];
+    int status;
+    struct stat st;
+    new_dir(dir, sizeof(dir), "close");
+    struct durable *d = open_dir(dir, DURABLE_SYNC_ALWAYS, 0, &status);
+    CHECK(status == 0);
+    rng_state = 99;
+    for (int i = 0; i < 300; i++)
+        random_write(durable_store(d), i);
+    char *before = dump_store(d);
+    uint64_t rev = open_rev(d);
+    durable_close(d);
+    snprintf(path, sizeof(path), "%s/snap.%020" PRIu64, dir, rev);
+    CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+    snprintf(path, sizeof(path), "%s/log.%020" PRIu64, dir, rev + 1);
+    CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+    snprintf(path, sizeof(path), "%s/log.%020d", dir, 1);
+    CHECK(stat(path, &st) != 0); /* covered by the snapshot: removed */
+    CHECK(stat(dir, &st) == 0 && (st.st_mode & 0777) == 0700);
+    d = open_dir(dir, DURABLE_SYNC_ALWAYS, 0, &status);
+    CHECK(status == 0);
+    char *after = dump_store(d);
+    CHECK(strcmp(before, after) == 0);
+    free(before);
+    free(after);
+    durable_close(d);
+}
+
+static void test_compaction_by_size(void)
+{
+    char dir[128];
+    int status, nlogs = 0;
+    new_dir(dir, sizeof(dir), "compact");
+    uint64_t snaps0 = STATS_GET(store_snapshots);
+    struct durable *d = open_dir(dir, DURABLE_SYNC_NONE, 65536, &status);
+    CHECK(status == 0);
+    rng_state = 5;
+    for (int i = 0; i < 6000; i++)
+        random_write(durable_store(d), i);
+    usleep(200000);
+    CHECK(STATS_GET(store_snapshots) > snaps0);
+    char *before = dump_store(d);
+    DIR *dd = opendir(dir);
+    struct dirent *e;
+    while ((e = readdir(dd)) != NULL)
+        nlogs += strncmp(e->d_name, "log.", 4) == 0;
+    closedir(dd);
+    CHECK(nlogs <= 2);
+    durable_close(d);
+    d = open_dir(dir, DURABLE_SYNC_NONE, 65536, &status);
+    char *after = dump_store(d);
+    CHECK(strcmp(before, after) == 0);
+    free(before);
+    free(after);
+    durable_close(d);
+}
+
+/* ---- torn and corrupt logs ---- */
+
+/* A dir holding only log.1 with 'n' records from a crashed child; returns the log's bytes. */
+static char *crashed_log(char *dir, size_t dirlen, int n, size_t *len)
+{
+    char dp[160], path[200];
+    new_dir(dir, dirlen, "torn");
+    snprintf(dp, sizeof(dp), "%s.dump", dir);
+    child_writes(dir, n, 0, 4242, dp);
+    snprintf(path, sizeof(path), "%s/log.%020d", dir, 1);
+    return slurp(path, len);
+}
+
+/* Writes 'p' as the only file of a fresh dir; returns the dir. */
+static void dir_with_log(char *dir, size_t dirlen, const char *p, size_t n)
+{
+    char path[200];
+    new_dir(dir, dirlen, "case");
+    mkdir(dir, 0700);
+    snprintf(path, sizeof(path), "%s/log.%020d", dir, 1);
+    spit(path, p, n);
+}
+
+static uint64_t last_rev_in(const char *p, size_t len)
+{
+    size_t offs[20000];
+    size_t n = record_offsets(p, len, offs, 20000);
+    struct rec r;
+    rec_decode(p + offs[n - 1], len - offs[n - 1], &r);
+    return r.rev;
+}
+
+static void test_torn_last_record_every_offset(void)
+{
+    char dir[128], cdir[128], path[200];
+    size_t len, offs[20000];
+    char *log = crashed_log(dir, sizeof(dir), 40, &len);
+    size_t n = record_offsets(log, len, offs, 20000);
+    CHECK(offs[n - 1] + 1 < len);
+    quick_close = true;
+    uint64_t last = last_rev_in(log, len);
+    for (size_t cut = offs[n - 1]; cut < len; cut++) {
+        int status;
+        struct stat st;
+        dir_with_log(cdir, sizeof(cdir), log, cut);
+        struct durable *d = open_dir(cdir, DURABLE_SYNC_NONE, 0, &status);
+        CHECK(status == 0);
+        if (d == NULL)
+            continue;
+        CHECK(open_rev(d) == last - 1);
+        snprintf(path, sizeof(path), "%s/log.%020d", cdir, 1);
+        CHECK(stat(path, &st) == 0 && (size_t)st.st_size == offs[n - 1]); /* cut off */
+        durable_close(d);
+        rmdir_files(cdir);
+    }
+    quick_close = false;
+    free(log);
+}
+
+static void test_flipped_byte_in_last_record(void)
+{
+    char dir[128], cdir[128];
+    size_t len, offs[20000];
+    char *log = crashed_log(dir, sizeof(dir), 40, &len);
+    size_t n = record_offsets(log, len, offs, 20000);
+    uint64_t last = last_rev_in(log, len);
+    quick_close = true;
+    for (size_t i = offs[n - 1]; i < len; i++) {
+        int status;
+        log[i] ^= 0x20;
+        dir_with_log(cdir, sizeof(cdir), log, len);
+        struct durable *d = open_dir(cdir, DURABLE_SYNC_NONE, 0, &status);
+        CHECK(status == 0 && d != NULL && open_rev(d) == last - 1);
+        durable_close(d);
+        rmdir_files(cdir);
+        log[i] ^= 0x20;
+    }
+    quick_close = false;
+    free(log);
+}
+
+static void test_flipped_byte_in_middle_record_refuses(void)
+{
+    char dir[128], cdir[128], path[200];
+    size_t len, offs[20000];
+    char *log = crashed_log(dir, sizeof(dir), 40, &len);
+    size_t n = record_offsets(log, len, offs, 20000);
+    /* every byte of a record in the middle, and of the segment header */
+    size_t mid = n / 2;
+    for (size_t rec = 0; rec < 2; rec++) {
+        size_t from = rec == 0 ? offs[mid] : 0, to = rec == 0 ? offs[mid + 1] : offs[1];
+        for (size_t i = from; i < to; i++) {
+            int status;
+            struct stat st;
+            log[i] ^= 0x01;
+            dir_with_log(cdir, sizeof(cdir), log, len);
+            struct durable *d = open_dir(cdir, DURABLE_SYNC_NONE, 0, &status);
+            CHECK(d == NULL && status == EX_DATAERR);
+            durable_close(d);
+            snprintf(path, sizeof(path), "%s/log.%020d", cdir, 1);
+            CHECK(stat(path, &st) == 0 && (size_t)st.st_size == len); /* untouched */
+            rmdir_files(cdir);
+            log[i] ^= 0x01;
+        }
+    }
+    free(log);
+}
+
+static void test_recover_truncate_drops_damaged_record(void)
+{
+    char dir[128], cdir[128];
+    size_t len, offs[20000];
+    int status;
+    char *log = crashed_log(dir, sizeof(dir), 40, &len);
+    size_t n = record_offsets(log, len, offs, 20000);
+    uint64_t last = last_rev_in(log, len);
+    log[offs[n / 2] + 3] ^= 0x10;
+    dir_with_log(cdir, sizeof(cdir), log, len);
+    struct durable *d = open_lenient(cdir, &status);
+    CHECK(status == 0 && d != NULL && open_rev(d) == last);
+    durable_close(d);
+    /* the dir is clean again: a strict start works */
+    d = open_dir(cdir, DURABLE_SYNC_NONE, 0, &status);
+    CHECK(status == 0 && d != NULL && open_rev(d) == last);
+    durable_close(d);
+    free(log);
+}
+
+static void test_damaged_or_missing_snapshot_refuses(void)
+{
+    char dir[128], dp[160], path[300];
+    int status;
+    size_t len;
+    new_dir(dir, sizeof(dir), "snapbad");
+    snprintf(dp, sizeof(dp), "%s.dump", dir);
+    child_writes(dir, 300, 200, 31, dp); /* a snapshot after 200 writes, then 100 more */
+    find_snapshot(dir, path, sizeof(path));
+    char *snapbytes = slurp(path, &len);
+    CHECK(snapbytes != NULL && len > 100);
+    for (size_t i = 0; snapbytes != NULL && i < len; i += len / 37 + 1) {
+        snapbytes[i] ^= 0x04;
+        spit(path, snapbytes, len);
+        struct durable *d = open_dir(dir, DURABLE_SYNC_NONE, 0, &status);
+        CHECK(d == NULL && status == EX_DATAERR);
+        durable_close(d);
+        snapbytes[i] ^= 0x04;
+    }
+    spit(path, snapbytes, len);
+    check_recovers_to(dir, dp); /* intact again: fine (and the close wrote a newer one) */
+    /* a deleted snapshot: the log alone starts after it */
+    find_snapshot(dir, path, sizeof(path));
+    CHECK(unlink(path) == 0);
+    struct durable *d = open_dir(dir, DURABLE_SYNC_NONE, 0, &status);
+    CHECK(d == NULL && status == EX_DATAERR);
+    durable_close(d);
+    free(snapbytes);
+}
+
+/* ---- group commit, lock ---- */
+
+struct gc_ctx {
+    struct durable *d;
+    atomic_int callbacks, errors, immediate;
+};
+
+static void gc_done(void *cls, int err)
+{
+    struct gc_ctx *c = cls;
+    if (err != 0)
+        atomic_fetch_add(&c->errors, 1);
+    atomic_fetch_add(&c->callbacks, 1);
+}
+
+static void *gc_writer(void *arg)
+{
+    struct gc_ctx *c = arg;
+    for (int i = 0; i < 150; i++) {
+        struct store_op op = {.kind = STORE_POST, .name = "g"};
+        struct store_res res;
+        json_t *j = J("{\"x\":1}");
+        op.body = j;
+        CHECK(durable_begin(c->d));
+        store_write(durable_store(c->d), &op, &res);
+        CHECK(res.code == STORE_CREATED);
+        if (durable_is_durable(c->d, res.rev)) {
+            atomic_fetch_add(&c->immediate, 1);
+            durable_end(c->d);
+        } else {
+            durable_wait(c->d, res.rev, gc_done, c);
+        }
+        store_res_cleanup(&res);
+        json_decref(j);
+    }
+    return NULL;
+}
+
+static void test_group_commit(void)
+{
+    char dir[128];
+    int status;
+    pthread_t t[16];
+    struct gc_ctx c;
+    memset(&c, 0, sizeof(c));
+    new_dir(dir, sizeof(dir), "gc");
+    c.d = open_dir(dir, DURABLE_SYNC_ALWAYS, 0, &status);
+    CHECK(status == 0);
+    uint64_t f0 = STATS_GET(store_fsyncs);
+    for (int i = 0; i < 16; i++)
+        pthread_create(&t[i], NULL, gc_writer, &c);
+    for (int i = 0; i < 16; i++)
+        pthread_join(t[i], NULL);
+    durable_close(c.d); /* drains every waiter */
+    CHECK(atomic_load(&c.callbacks) + atomic_load(&c.immediate) == 16 * 150);
+    CHECK(atomic_load(&c.errors) == 0);
+    uint64_t fsyncs = STATS_GET(store_fsyncs) - f0;
+    printf("# group commit: %d writes, %" PRIu64 " fsyncs\n", 16 * 150, fsyncs);
+    CHECK(fsyncs < 16 * 150); /* shared: far fewer fsyncs than writes */
+    CHECK(STATS_GET(store_durable_revision) >= 16 * 150);
+}
+
+static void test_second_open_is_locked_out(void)
+{
+    char dir[128];
+    int status, status2;
+    new_dir(dir, sizeof(dir), "lock");
+    struct durable *d = open_dir(dir, DURABLE_SYNC_NONE, 0, &status);
+    CHECK(status == 0);
+    struct durable *d2 = open_dir(dir, DURABLE_SYNC_NONE, 0, &status2);
+    CHECK(d2 == NULL && status2 == EX_TEMPFAIL);
+    durable_close(d);
+    d2 = open_dir(dir, DURABLE_SYNC_NONE, 0, &status2);
+    CHECK(status2 == 0); /* released on close */
+    durable_close(d2);
+}
+
+static void test_names(void)
+{
+    char n[64];
+    uint64_t v;
+    wal_segment_name(n, 43);
+    CHECK(strcmp(n, "log.00000000000000000043") == 0);
+    CHECK(wal_parse_name(n, &v) && v == 43);
+    snapfile_name(n, 18446744073709551615ull);
+    CHECK(strcmp(n, "snap.18446744073709551615") == 0);
+    CHECK(snapfile_parse_name(n, &v) && v == 18446744073709551615ull);
+    CHECK(!snapfile_parse_name("snap.00000000000000000042.tmp", &v));
+    CHECK(!wal_parse_name("log.1", &v));
+}
+
+int main(void)
+{
+    static const struct test_case cases[] = {
+        {"crc32c: check value, against a bitwise reference", test_crc32c},
+        {"record: encode/decode round trip", test_record_roundtrip},
+        {"record: every cut is torn, every flipped bit is caught", test_record_every_cut_and_flip},
+        {"record: rec_find_next finds the record after damage", test_find_next},
+        {"file names", test_names},
+        {"recovery: log replay equals the live store (3000 random writes)",
+         test_log_replay_equals_store},
+        {"recovery: snapshot + log equals the live store", test_snapshot_plus_log_equals_store},
+        {"clean close: snapshot, covered log removed, modes 0600/0700",
+         test_clean_close_leaves_snapshot_only},
+        {"compaction past compact_bytes", test_compaction_by_size},
+        {"torn log: last record cut at every offset -> start, tail cut off",
+         test_torn_last_record_every_offset},
+        {"corrupt log: a flipped byte in the last record -> start, tail cut off",
+         test_flipped_byte_in_last_record},
+        {"corrupt log: a flipped byte in a middle record or the header -> 65, file untouched",
+         test_flipped_byte_in_middle_record_refuses},
+        {"--recover-truncate drops a damaged middle record and leaves a clean dir",
+         test_recover_truncate_drops_damaged_record},
+        {"damaged or missing snapshot -> 65", test_damaged_or_missing_snapshot_refuses},
+        {"group commit: 16 writers share fsyncs, all called back", test_group_commit},
+        {"the data dir lock keeps a second opener out", test_second_open_is_locked_out},
+        {NULL, NULL},
+    };
+    log_set_level(LOG_ERR - 1); /* the cases provoke errors on purpose; keep the output short */
+    snprintf(tmp_root, sizeof(tmp_root), "/tmp/cairn-test-wal.XXXXXX");
+    if (mkdtemp(tmp_root) == NULL)
+        panic("mkdtemp");
+    int rc = run_cases(cases);
+    sh("rm -rf %s", tmp_root);
+    return rc;
+}
