@@ -78,15 +78,15 @@ PORT_BASE=${PORT_BASE:-18400}
 
 # ---- the scenarios -----------------------------------------------------------
 # id|connections|wrk mode|wrk args ({N} = number of posts)|peers|enabled|what
-# A row with enabled=no is reported as "not yet available" with its reason.
-# S4a turns on when store.sync=always (write-ahead log, group commit) lands:
-# set its enabled field to yes.
+# A row with enabled=no is reported as "not yet available" with its reason
+# (S4a was such a row until store.sync=always, the write-ahead log with group
+# commit, landed in ad08b5e).
 SCENARIO_TABLE=(
     "S1|64|get|{N}|all|yes|GET /v1/posts/{random id}"
     "S2|64|path|/comments|all|yes|GET the 100-document list (~10 KB)"
     "S3|64|path|/posts?userId=7&_sort=views&_order=desc&_limit=10|all|yes|filter, sort, paginate 10,000 posts"
     "S4|64|post||writers|yes|POST /v1/posts, store.sync=none"
-    "S4a|64|post||cairnd-always|no|POST /v1/posts, store.sync=always: not yet available (the write-ahead log with group commit is being built)"
+    "S4a|64|post||cairnd-always|yes|POST /v1/posts, store.sync=always (write-ahead log, one fdatasync per group of writes)"
     "S5|256|mix|{N} 10|writers|yes|90% GET by id, 10% POST"
     "S6|64|close|{N}|all|yes|GET by id, Connection: close (one request per connection)"
     "S7|1024|get|{N}|all|yes|S1 at 1,024 connections"
@@ -177,7 +177,8 @@ EOF
 start_peer() {
     local name=$1 db=${2:-$DB} dir="$WORK/$1" ready_path cmd=()
     rm -rf "$dir"
-    mkdir -p "$dir/data" "$dir/tmp"
+    mkdir -p "$dir/tmp"
+    mkdir -m 700 "$dir/data"
     PORT=$(peer_port "$name")
     PREFIX=$(peer_prefix "$name")
     ready_path=$PREFIX/posts/1
@@ -447,7 +448,8 @@ callgrind() {
     local dir="$WORK/callgrind" port
     port=$(peer_port cairnd)
     rm -rf "$dir"
-    mkdir -p "$dir/data"
+    mkdir -p "$dir"
+    mkdir -m 700 "$dir/data"
     cairnd_conf "$dir" "$port" none
     log "callgrind: cairnd under valgrind, $CG_REQUESTS requests per batch"
     T_LAUNCH=$(date +%s%N)
