@@ -35,9 +35,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 
 mkdir -p "$OUT/raw"
-# the servers' configs and logs live under $OUT (a build-* directory), not in a
-# shared /tmp that other jobs may clean
-WORK=$(mktemp -d "$OUT/work.XXXXXX")
+WORK=$(mktemp -d "$OUT/work.XXXXXX")   # the servers' configs and logs
 SERVER_PID=
 cleanup() {
     if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -97,7 +95,9 @@ EOF
     PORT=
     local i
     for i in $(seq 1 200); do
-        PORT=$(sed -n 's/.*listening on [0-9.]*:\([0-9][0-9]*\).*/\1/p' "$dir/stderr.log" | head -1)
+        # the log may not exist yet: the background job opens it after the fork
+        PORT=$(sed -n 's/.*listening on [0-9.]*:\([0-9][0-9]*\).*/\1/p' "$dir/stderr.log" \
+            2>/dev/null | head -1 || true)
         [ -n "$PORT" ] && return 0
         kill -0 "$SERVER_PID" 2>/dev/null || break
         sleep 0.05
