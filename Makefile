@@ -48,7 +48,7 @@ MAIN_OBJS = $(MAIN_SRCS:src/%.c=$(BUILD)/%.o)
 UNIT_TESTS = test_util test_config test_router test_reply test_query test_pmap test_store test_wal
 UNIT_BINS  = $(UNIT_TESTS:%=$(BUILD)/tests/%)
 
-.PHONY: all unit-tests test test-quick run install uninstall format lint clean
+.PHONY: all unit-tests test test-quick crash-soak run install uninstall format lint clean
 all: $(BUILD)/cairnd
 
 $(BUILD)/cairnd: $(LIB_OBJS) $(MAIN_OBJS)
@@ -73,6 +73,15 @@ test:
 # Unit and integration tests on the plain build only.
 test-quick:
 	CAIRN_TEST_QUICK=1 tests/run.sh
+
+# The crash tests (tests/integration/test_crash.py) well past what CI runs: 50 kill -9
+# cycles and 300 power-loss points by default; also with SANITIZE=...
+crash-soak:
+	$(MAKE) SANITIZE=$(SANITIZE) all
+	$(MAKE) SANITIZE=$(SANITIZE) FAULTS=1 all
+	CAIRN_CRASH_CYCLES=$${CAIRN_CRASH_CYCLES:-50} CAIRN_POWERLOSS_POINTS=$${CAIRN_POWERLOSS_POINTS:-300} \
+		CAIRND=$(BUILD)/cairnd CAIRND_FAULTS=$(BUILD)-faults/cairnd \
+		python3 tests/integration/run.py test_crash
 
 # Foreground, shipped config, data under the checkout.
 run: $(BUILD)/cairnd

@@ -234,8 +234,7 @@ static enum result write_reply(struct request *req, struct reply *reply, struct 
         if (res->err == -EROFS) {
             char why[200];
             durable_read_only(durable, why, sizeof(why));
-            return reply_fail(reply, RES_UNAVAILABLE,
-                              "the store is read-only until restart: %s; nothing changed", why);
+            return reply_fail(reply, RES_UNAVAILABLE, "%s; nothing changed", why);
         }
         if (res->err == -ESHUTDOWN)
             return reply_fail(reply, RES_UNAVAILABLE, "shutting down; nothing changed");
@@ -263,8 +262,8 @@ static void on_durable(void *cls, int err)
         reply_cleanup(&p->reply);
         reply_init(&p->reply);
         p->rc = reply_fail(&p->reply, RES_UNAVAILABLE,
-                           "the write may not be on stable storage (%s); the store is read-only "
-                           "until restart: %s",
+                           "the write may not be on stable storage (%s) and may or may not be "
+                           "there after a restart; %s",
                            strerror(-err), why);
     }
     http_finish(p->req, p->rc, &p->reply);

@@ -131,8 +131,10 @@ static void go_read_only(struct durable *d, const char *fmt, ...)
 bool durable_read_only(struct durable *d, char *why, size_t whylen)
 {
     if (atomic_load(&d->read_only)) {
-        if (why != NULL && !durable_degraded(why, whylen))
-            snprintf(why, whylen, "an earlier I/O error");
+        char reason[256] = "an I/O error";
+        durable_degraded(reason, sizeof(reason));
+        if (why != NULL)
+            snprintf(why, whylen, "the store is read-only until restart after: %.180s", reason);
         return true;
     }
     if (atomic_load(&d->closing)) {
@@ -302,7 +304,7 @@ void durable_wait(struct durable *d, uint64_t rev, void (*fn)(void *cls, int err
 }
 
 /* One fdatasync for whatever is appended; read-only on failure. */
-static int sync_log(struct durable *d, size_t batch)
+static int sync_log(struct durable *d)
 {
     char ebuf[96], seg[WAL_NAME_MAX];
     uint64_t synced;
@@ -317,6 +319,9 @@ static int sync_log(struct durable *d, size_t batch)
                      errstr(rc, ebuf, sizeof(ebuf)));
         return rc;
     }
+    /* every write this fsync covered, whether its writer waited or already had its reply */
+    uint64_t before = atomic_load(&d->durable_rev);
+    uint64_t batch = synced > before ? synced - before : 0;
     raise_durable(d, synced);
     STATS_INC(store_fsyncs);
     STATS_ADD(store_fsync_writes, batch);
@@ -348,7 +353,6 @@ static void *committer_main(void *arg)
             pthread_cond_timedwait(&d->q_cond, &d->q_mu, &ts);
         }
         struct waiter *batch = d->q_head;
-        size_t n = d->q_len;
         bool stop = d->q_stop;
         d->q_head = NULL;
         d->q_tail = &d->q_head;
@@ -364,7 +368,7 @@ static void *committer_main(void *arg)
             need = need || atomic_load(&d->wal.last_rev) > atomic_load(&d->durable_rev);
             next_tick = now_usec() + d->o.interval_ms * 1000;
         }
-        int err = need ? sync_log(d, n) : atomic_load(&d->read_only) ? -EIO : 0;
+        int err = need ? sync_log(d) : atomic_load(&d->read_only) ? -EIO : 0;
         while (batch != NULL) {
             struct waiter *w = batch;
             batch = w->next;
@@ -383,7 +387,7 @@ static void *committer_main(void *arg)
 
 int durable_sync_now(struct durable *d)
 {
-    return sync_log(d, 0);
+    return sync_log(d);
 }
 
 /* ---- snapshots ---- */
@@ -929,7 +933,7 @@ int durable_open(const struct durable_opts *o, struct durable **out)
             int fd = io_openat(d->dirfd, name, O_WRONLY, 0600, "recover-open");
             rc = fd < 0 ? fd : io_ftruncate(fd, (off_t)end.valid, "recover-truncate");
             if (rc == 0)
-                rc = io_fdatasync(fd, "recover-sync");
+                rc = io_fsync(fd, "recover-sync");
             if (fd >= 0)
                 io_close(fd);
             if (rc != 0) {
@@ -1026,7 +1030,7 @@ void durable_close(struct durable *d)
         if ((behind && !d->o.no_close_snapshot) || reqs != NULL)
             err = do_snapshot(d, &rev, &bytes, &usec);
         if (err != 0 || d->o.sync != DURABLE_SYNC_ALWAYS)
-            sync_log(d, 0); /* whatever the snapshot could not cover */
+            sync_log(d); /* whatever the snapshot could not cover */
     } else {
         err = -EROFS;
     }

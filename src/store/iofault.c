@@ -112,6 +112,8 @@ static char fail_label[32];
 static uint64_t fail_k, fail_calls;
 static bool fail_onward;
 static int fail_errno;
+static char delay_label[32];
+static unsigned delay_usec;
 static struct tracked files[MAX_FILES];
 static struct dirop ops[MAX_DIROPS];
 static size_t nops;
@@ -151,6 +153,14 @@ void io_init(int dirfd)
         keep_random = true;
     if ((s = getenv("CAIRN_CRASH_SEED")) != NULL && *s != '\0')
         rng = strtoull(s, NULL, 10) * 2654435761u + 1;
+    if ((s = getenv("CAIRN_IO_DELAY")) != NULL && *s != '\0') {
+        const char *colon = strchr(s, ':');
+        if (colon != NULL) {
+            snprintf(delay_label, sizeof(delay_label), "%.*s", (int)(colon - s < 31 ? colon - s : 31),
+                     s);
+            delay_usec = (unsigned)strtoul(colon + 1, NULL, 10);
+        }
+    }
     if ((s = getenv("CAIRN_IO_FAIL")) != NULL && *s != '\0') {
         char tmp[96];
         snprintf(tmp, sizeof(tmp), "%s", s);
@@ -175,6 +185,13 @@ static uint64_t next_rand(void)
     rng ^= rng >> 7;
     rng ^= rng << 17;
     return rng;
+}
+
+/* A slow disk: sleeps before a matching call, outside every lock of this layer. */
+static void slow(const char *what)
+{
+    if (delay_usec != 0 && strncmp(what, delay_label, strlen(delay_label)) == 0)
+        usleep(delay_usec);
 }
 
 static struct tracked *by_fd(int fd)
@@ -243,6 +260,18 @@ static _Noreturn void crash(const char *what)
     }
     while (nops > 0) {
         struct dirop *op = &ops[--nops];
+        /*
+         * Directory updates need not persist in order. The bias is the bad
+         * case for a snapshot: the removal of what it covers persists, the
+         * rename that installs it does not.
+         */
+        if (keep_random && next_rand() % 4 < (op->kind == OP_UNLINK ? 3u : 1u)) {
+            if (op->kind == OP_UNLINK)
+                unlinkat(data_dirfd, op->b, 0);
+            else if (op->kind == OP_RENAME && op->replaced[0] != '\0')
+                unlinkat(data_dirfd, op->replaced, 0);
+            continue;
+        }
         switch (op->kind) {
         case OP_CREATE:
             unlinkat(data_dirfd, op->a, 0);
@@ -346,6 +375,7 @@ ssize_t io_pwrite(int fd, const void *p, size_t n, off_t off, const char *what)
 
 static int sync_fd(int fd, bool data_only, const char *what)
 {
+    slow(what);
     if (!active)
         return (data_only ? fdatasync(fd) : fsync(fd)) != 0 ? -errno : 0;
     pthread_mutex_lock(&mu);

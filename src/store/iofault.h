@@ -21,12 +21,17 @@
  *                            directory's last fsync is undone, then _exit(86)
  *   CAIRN_CRASH_AT=LABEL[:K] the same at the Kth call whose label starts with LABEL
  *   CAIRN_CRASH_KEEP=random  keep a random prefix of the unsynced bytes of each
- *                            file instead of none (a partial write-back);
+ *                            file instead of none (a partial write-back), and
+ *                            keep some unsynced directory changes (an unlink
+ *                            with probability 3/4, a create or rename 1/4):
+ *                            they need not persist in order;
  *                            CAIRN_CRASH_SEED seeds it
  *   CAIRN_IO_FAIL=LABEL:K:ERR  the Kth call whose label starts with LABEL fails
  *                            with errno ERR (a number or ENOSPC/EIO/EROFS)
  *                            without doing anything; "K+" fails it and every
  *                            later one
+ *   CAIRN_IO_DELAY=LABEL:USEC  a slow disk: every fsync/fdatasync whose label
+ *                            starts with LABEL sleeps USEC first (no lock held)
  * The simulation serializes all calls of this layer on one mutex.
  */
 

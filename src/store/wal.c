@@ -91,7 +91,7 @@ static int create_segment(int dirfd, uint64_t first, uint64_t *end)
     if (fd < 0)
         return fd;
     n = write_header(fd, first);
-    rc = n < 0 ? n : io_fdatasync(fd, "log-create-sync");
+    rc = n < 0 ? n : io_fsync(fd, "log-create-sync"); /* fsync: a new file */
     if (rc == 0)
         rc = io_fsync_dir(dirfd, "log-create-dirsync");
     if (rc != 0) {
