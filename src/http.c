@@ -73,6 +73,8 @@ static socklen_t listen_addrlen;
 static char listen_name[INET6_ADDRSTRLEN + 8];
 static _Atomic int phase = PHASE_STARTING;
 static _Atomic uint64_t deferred_count;
+static atomic_int dispatching;    /* handler calls under way */
+static atomic_bool handlers_closed; /* set before the modules stop */
 static uint32_t request_id_seed;
 static atomic_uint_fast64_t request_id_next;
 #ifdef CAIRN_FAULTS
@@ -426,7 +428,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (c->deferred)
         return MHD_YES; /* resumed: the reply was queued by http_finish() */
 
-    enum result rc = dispatch(c);
+    /*
+     * Handlers may run only while the modules are up: http_close_handlers()
+     * sets 'closed' and then waits for 'dispatching' to drain (both seq_cst,
+     * so either this thread sees 'closed' or the closer sees it dispatching).
+     */
+    enum result rc;
+    atomic_fetch_add(&dispatching, 1);
+    if (atomic_load(&handlers_closed))
+        rc = reply_fail(&c->reply, RES_UNAVAILABLE, "shutting down");
+    else
+        rc = dispatch(c);
+    atomic_fetch_sub(&dispatching, 1);
     if (rc == RES_PENDING)
         return MHD_YES;
     finalize(c, rc);
@@ -639,6 +652,13 @@ uint64_t http_quiesce(uint64_t timeout_ms)
             return left;
         usleep(10000);
     }
+}
+
+void http_close_handlers(void)
+{
+    atomic_store(&handlers_closed, true);
+    while (atomic_load(&dispatching) != 0)
+        usleep(1000);
 }
 
 void http_stop(void)

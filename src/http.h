@@ -35,6 +35,12 @@ uint16_t http_port(void);
  * to complete. Returns the number still in flight.
  */
 uint64_t http_quiesce(uint64_t timeout_ms);
+/*
+ * After this returns no handler runs, and requests that still arrive (on
+ * keep-alive connections, or held past the drain) get 503: the modules can
+ * stop. Deferred requests must still be finished by their owners.
+ */
+void http_close_handlers(void);
 /* Stops the pool; in-flight requests end with DAEMON_SHUTDOWN. Call after http_quiesce. */
 void http_stop(void);
 

@@ -265,6 +265,7 @@ int main(int argc, char **argv)
                  (unsigned long long)left);
 
 out_fini:
+    http_close_handlers(); /* idle keep-alive connections must not reach a stopped module */
     while (started-- > 0)
         if (modules[started]->fini != NULL)
             modules[started]->fini();

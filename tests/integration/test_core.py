@@ -342,3 +342,36 @@ def test_readyz_503_while_draining():
         assert d.stop() == 0
     finally:
         d.cleanup()
+
+
+def test_requests_during_shutdown_never_reach_stopped_modules():
+    """Keep-alive clients keep sending while the daemon stops: every reply is whole
+    (200, or 503 once the modules are closing) and the daemon exits 0."""
+    d = Daemon(settings={"shutdown_timeout": 0})
+    try:
+        d.request("POST", "/v1/things", body={"x": 1})
+        conns = [d.conn() for _ in range(8)]
+        for c in conns:
+            assert d.get("/v1/things/1", conn=c).status == 200
+        statuses, stop = [], threading.Event()
+
+        def hammer(c):
+            while not stop.is_set():
+                try:
+                    statuses.append(d.get("/v1/things/1", conn=c).status)
+                except Exception:
+                    return   # the connection was closed: fine
+        ts = [threading.Thread(target=hammer, args=(c,)) for c in conns]
+        for t in ts:
+            t.start()
+        time.sleep(0.2)
+        d.send_signal(signal.SIGTERM)
+        rc = d.proc.wait(20)
+        stop.set()
+        for t in ts:
+            t.join()
+        assert rc == 0, d.log()[-3000:]
+        assert statuses and set(statuses) <= {200, 503}, set(statuses)
+        assert d.stop() == 0
+    finally:
+        d.cleanup()
