@@ -1,4 +1,5 @@
 # cairn -- a plain Makefile. `make` builds build/cairnd; `make test` runs every suite.
+#   make EXTRA_CFLAGS=...             -> add flags (CFLAGS= on the command line replaces them all)
 #   make SANITIZE=address,undefined   -> build-address-undefined/
 #   make SANITIZE=thread              -> build-thread/
 #   make FAULTS=1                     -> build-faults/ (fault-injection routes and signals)
@@ -22,7 +23,7 @@ CFLAGS   += -std=c11 -Isrc -D_GNU_SOURCE -DCAIRN_VERSION='"$(VERSION)"' -pthread
             -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wformat -Wformat-security -Wvla -Wpointer-arith -Wundef -Wnull-dereference \
             -fno-common -fstack-protector-strong
-CFLAGS   += $(shell pkg-config --cflags $(PKGS))
+CFLAGS   += $(shell pkg-config --cflags $(PKGS)) $(EXTRA_CFLAGS)
 LDLIBS   += $(shell pkg-config --libs $(PKGS)) -pthread
 ifneq ($(SANITIZE),)
 # gcc 12 misreports vsnprintf(NULL, 0, ...) as a null format under -fsanitize
@@ -114,6 +115,10 @@ lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --std=c11 \
 		--suppress=missingIncludeSystem --suppress=nullPointerRedundantCheck \
 		-D_GNU_SOURCE -Isrc src
+
+# Threading-mode sweep (about 17 min): bench/modes/sweep.sh, knobs ROUNDS DURATION CONNS SERVERS NICE.
+bench-modes:
+	bench/modes/sweep.sh
 
 clean:
 	rm -rf build build-* var

@@ -509,10 +509,27 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     }
 }
 
+/*
+ * libmicrohttpd logs a line per aborted connection; a storm of dead clients
+ * must not become a storm of log lines. At most MHD_LOG_BURST lines a second;
+ * the rest are counted in mhd_log_suppressed.
+ */
+#define MHD_LOG_BURST 20
+
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
+    static _Atomic uint64_t window_sec;
+    static atomic_uint in_window;
     char msg[512];
     (void)cls;
+    uint64_t sec = now_usec() / 1000000;
+    uint64_t seen = atomic_load(&window_sec);
+    if (seen != sec && atomic_compare_exchange_strong(&window_sec, &seen, sec))
+        atomic_store(&in_window, 0);
+    if (atomic_fetch_add(&in_window, 1) >= MHD_LOG_BURST) {
+        STATS_INC(mhd_log_suppressed);
+        return;
+    }
     vsnprintf(msg, sizeof(msg), fmt, ap);
     size_t n = strlen(msg);
     while (n > 0 && msg[n - 1] == '\n')

@@ -18,6 +18,7 @@
     X(completions_without_request, "completion callbacks for connections that ended between "    \
                                    "requests (no context, not in terminations)")                \
     X(connections_accepted, "connections accepted")                                               \
+    X(mhd_log_suppressed, "libmicrohttpd log lines dropped by the rate limit (20 a second)")     \
     X(config_reloads, "successful config reloads")                                                \
     X(config_reload_failures, "config reloads refused; the old config stayed")                    \
     X(watchdog_probes_failed, "self-probes of the worker pool that got no answer")             \

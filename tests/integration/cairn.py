@@ -107,6 +107,8 @@ class Daemon:
             if self.proc.poll() is not None:
                 raise RuntimeError("cairnd exited with %s:\n%s" % (self.proc.returncode, self.log()))
             time.sleep(0.02)
+        self.proc.kill()   # never leak a daemon that did not come up
+        self.proc.wait()
         raise RuntimeError("cairnd did not start:\n" + self.log())
 
     def log(self):
