@@ -30,10 +30,9 @@ static bool is_int_id(const json_t *json, const char *id, size_t id_len, int64_t
 struct doc *doc_new(json_t *json, const char *id, size_t id_len, uint64_t seq, uint64_t rev)
 {
     char *text;
-    size_t len;
     struct doc *d;
 
-    if (json == NULL || id_len >= (size_t)INT32_MAX)
+    if (json == NULL)
         panic("doc_new: bad arguments");
     /*
      * Member order is kept (no JSON_SORT_KEYS): a client reads back what it
@@ -43,8 +42,18 @@ struct doc *doc_new(json_t *json, const char *id, size_t id_len, uint64_t seq, u
     text = json_dumps(json, JSON_COMPACT);
     if (text == NULL)
         panic("doc_new: json_dumps failed (out of memory?)");
-    len = strlen(text);
+    d = doc_new_bytes(json, id, id_len, seq, rev, text, strlen(text));
+    free(text);
+    return d;
+}
 
+struct doc *doc_new_bytes(json_t *json, const char *id, size_t id_len, uint64_t seq, uint64_t rev,
+                          const char *text, size_t len)
+{
+    struct doc *d;
+
+    if (json == NULL || id_len >= (size_t)INT32_MAX)
+        panic("doc_new: bad arguments");
     d = xmalloc(sizeof(*d) + id_len + 1 + len + 1);
     atomic_init(&d->refs, 1);
     d->int_val = 0;
@@ -56,9 +65,9 @@ struct doc *doc_new(json_t *json, const char *id, size_t id_len, uint64_t seq, u
     d->len = len;
     memcpy(d->id, id, id_len);
     d->id[id_len] = '\0';
-    memcpy(d->id + id_len + 1, text, len + 1);
+    memcpy(d->id + id_len + 1, text, len);
+    d->id[id_len + 1 + len] = '\0';
     d->bytes = d->id + id_len + 1;
-    free(text);
     atomic_fetch_add_explicit(&live_docs, 1, memory_order_relaxed);
     return d;
 }

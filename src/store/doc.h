@@ -40,6 +40,15 @@ struct doc {
  */
 struct doc *doc_new(json_t *json, const char *id, size_t id_len, uint64_t seq, uint64_t rev);
 
+/*
+ * doc_new() for a doc whose compact serialization is known already: 'bytes'
+ * (len bytes, copied) must be json_dumps(json, JSON_COMPACT) -- recovery
+ * (src/store/load.c) passes the bytes the log or snapshot holds, which is
+ * what the doc was served as, and skips a second encoding.
+ */
+struct doc *doc_new_bytes(json_t *json, const char *id, size_t id_len, uint64_t seq, uint64_t rev,
+                          const char *bytes, size_t len);
+
 /* Returns 'd' with one more reference. 'd' may be NULL. */
 struct doc *doc_retain(struct doc *d);
 

@@ -733,6 +733,7 @@ static int recover(struct durable *d, struct snap **out, struct log_end *end, ui
     int status = 0;
     char ebuf[96];
 
+    uint64_t t_start = now_usec();
     int rc = list_dir(d->dirfd, &segs, &nsegs, &snaps, &nsnaps);
     if (rc != 0) {
         log_err("%s: cannot list: %s", d->dir, errstr(rc, ebuf, sizeof(ebuf)));
@@ -783,9 +784,14 @@ static int recover(struct durable *d, struct snap **out, struct log_end *end, ui
             goto out;
         }
     }
+    uint64_t t_read = now_usec();
     *out = loader_finish(r.l, r.err, sizeof(r.err));
     if (*out == NULL)
         status = EX_DATAERR;
+    else
+        log_info("%s: recovery read the files in %" PRIu64 " ms, built %zu docs in %" PRIu64 " ms",
+                 d->dir, (t_read - t_start) / 1000, loader_docs(r.l),
+                 (now_usec() - t_read) / 1000);
 out:
     if (status == EX_DATAERR)
         log_err("%s/%s; refusing to start (exit status 65). Nothing was changed. To start "
@@ -906,9 +912,16 @@ int durable_open(const struct durable_opts *o, struct durable **out)
         status = EX_IOERR;
         goto fail;
     }
-    if (fstat(d->dirfd, &st) == 0 && (st.st_mode & 077) != 0)
-        log_warn("the data directory %s is open to other users (mode %04o); its files are 0600",
-                 d->dir, (unsigned)(st.st_mode & 07777));
+    if (fstat(d->dirfd, &st) == 0 && (st.st_mode & 077) != 0) {
+        /* keep other users out of it, as of the files (0600) */
+        if (st.st_uid == geteuid() && fchmod(d->dirfd, 0700) == 0)
+            log_info("the data directory %s was mode %04o; now 0700", d->dir,
+                     (unsigned)(st.st_mode & 07777));
+        else
+            log_warn("the data directory %s is open to other users (mode %04o); its files are "
+                     "0600",
+                     d->dir, (unsigned)(st.st_mode & 07777));
+    }
     status = lock_dir(d);
     if (status != 0)
         goto fail;

@@ -4,10 +4,12 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "store/coll.h"
 #include "store/doc.h"
@@ -652,11 +654,12 @@ int loader_feed(struct loader *l, const struct rec *r, const char *file, uint64_
     return 0;
 }
 
-/* New reference: the doc for entry 'e', or NULL with 'err' set. */
+/* New reference: the doc for entry 'e', or NULL with 'err' set. Thread-safe. */
 static struct doc *make_doc(struct entry *e, bool coll_doc, char *err, size_t errlen)
 {
     json_t *j = e->json;
     json_error_t jerr;
+    bool from_bytes = j == NULL;
 
     if (j != NULL) {
         e->json = NULL;
@@ -684,62 +687,121 @@ static struct doc *make_doc(struct entry *e, bool coll_doc, char *err, size_t er
             return NULL;
         }
     }
+    /* the logged bytes are what the doc was served as: keep them, skip a second encoding */
+    if (from_bytes)
+        return doc_new_bytes(j, e->key, e->key_len, coll_doc ? e->seq : 0, e->rev, e->bytes,
+                             e->len);
     return doc_new(j, e->key, e->key_len, coll_doc ? e->seq : 0, e->rev);
+}
+
+/*
+ * Parsing every doc is most of a recovery (a jansson tree per doc): it runs
+ * on every core. One job per doc; the collections are built after.
+ */
+struct job {
+    struct entry *e;
+    bool coll_doc;
+};
+
+struct worker {
+    pthread_t t;
+    struct job *jobs;
+    struct doc **out;
+    size_t from, to;
+    size_t failed_at; /* SIZE_MAX: none */
+    char err[512];
+};
+
+static void *parse_range(void *arg)
+{
+    struct worker *w = arg;
+    for (size_t i = w->from; i < w->to; i++) {
+        w->out[i] = make_doc(w->jobs[i].e, w->jobs[i].coll_doc, w->err, sizeof(w->err));
+        if (w->out[i] == NULL) {
+            w->failed_at = i;
+            break;
+        }
+    }
+    return NULL;
+}
+
+/* Fills out[i] for every job; on failure NULL slots remain and the first error is in 'err'. */
+static int make_docs(struct job *jobs, struct doc **out, size_t n, char *err, size_t errlen)
+{
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t nw = ncpu < 1 ? 1 : ncpu > 8 ? 8 : (size_t)ncpu;
+    struct worker w[8];
+    size_t first_bad = SIZE_MAX;
+
+    if (nw > n / 1024 + 1)
+        nw = n / 1024 + 1; /* a thread for fewer docs costs more than it saves */
+    for (size_t k = 0; k < nw; k++) {
+        w[k].jobs = jobs;
+        w[k].out = out;
+        w[k].from = n * k / nw;
+        w[k].to = n * (k + 1) / nw;
+        w[k].failed_at = SIZE_MAX;
+        if (k > 0 && pthread_create(&w[k].t, NULL, parse_range, &w[k]) != 0)
+            panic("loader: cannot start a parser thread");
+    }
+    parse_range(&w[0]);
+    for (size_t k = 0; k < nw; k++) {
+        if (k > 0)
+            pthread_join(w[k].t, NULL);
+        if (w[k].failed_at < first_bad) {
+            first_bad = w[k].failed_at;
+            snprintf(err, errlen, "%s", w[k].err);
+        }
+    }
+    return first_bad == SIZE_MAX ? 0 : -1;
 }
 
 struct snap *loader_finish(struct loader *l, char *err, size_t errlen)
 {
-    struct snap *s = snap_new(l->rev);
-    struct doc **docs = NULL;
-    size_t capdocs = 0;
+    struct snap *s = NULL;
+    size_t n = l->nsingles, k = 0;
 
+    for (size_t i = 0; i < l->ncolls; i++)
+        n += l->colls[i]->live;
+    struct job *jobs = xmalloc((n ? n : 1) * sizeof(*jobs));
+    struct doc **out = xcalloc(n ? n : 1, sizeof(*out));
+    for (size_t i = 0; i < l->ncolls; i++)
+        for (size_t j = 0; j < l->colls[i]->n; j++)
+            if (l->colls[i]->v[j].live)
+                jobs[k++] = (struct job){&l->colls[i]->v[j], true};
+    for (size_t i = 0; i < l->nsingles; i++)
+        jobs[k++] = (struct job){&l->singles[i], false};
+
+    if (make_docs(jobs, out, n, err, errlen) != 0)
+        goto out;
+    s = snap_new(l->rev);
+    k = 0;
     for (size_t i = 0; i < l->ncolls; i++) {
         struct lcoll *c = l->colls[i];
-        size_t n = 0;
         const struct doc *dup = NULL;
-        if (c->live > capdocs) {
-            capdocs = c->live;
-            free(docs);
-            docs = xmalloc(capdocs * sizeof(*docs));
-        }
-        for (size_t k = 0; k < c->n; k++) {
-            if (!c->v[k].live)
-                continue;
-            docs[n] = make_doc(&c->v[k], true, err, errlen);
-            if (docs[n] == NULL)
-                goto fail_docs;
-            n++;
-        }
-        struct coll *built = coll_restore(c->name, c->rev, c->next_seq, c->max_int, docs, n, &dup);
-        for (size_t k = 0; k < n; k++)
-            doc_release(docs[k]);
+        struct coll *built =
+            coll_restore(c->name, c->rev, c->next_seq, c->max_int, out + k, c->live, &dup);
+        k += c->live;
         if (built == NULL) {
             snprintf(err, errlen, "collection '%s' holds id '%s' twice", c->name, dup->id);
-            goto fail;
+            snap_release(s);
+            s = NULL;
+            goto out;
         }
         struct snap *next = snap_with_coll(s, built, l->rev);
         coll_release(built);
         snap_release(s);
         s = next;
-        continue;
-    fail_docs:
-        for (size_t k = 0; k < n; k++)
-            doc_release(docs[k]);
-        goto fail;
     }
-    for (size_t i = 0; i < l->nsingles; i++) {
-        struct doc *d = make_doc(&l->singles[i], false, err, errlen);
-        if (d == NULL)
-            goto fail;
-        struct snap *next = snap_with_single(s, d, l->rev);
-        doc_release(d);
+    for (size_t i = 0; i < l->nsingles; i++, k++) {
+        struct snap *next = snap_with_single(s, out[k], l->rev);
         snap_release(s);
         s = next;
     }
-    free(docs);
+out:
+    for (size_t i = 0; i < n; i++)
+        doc_release(out[i]);
+    free(out);
+    free(jobs);
     return s;
-fail:
-    free(docs);
-    snap_release(s);
-    return NULL;
 }
