@@ -23,6 +23,7 @@
 #
 # Knobs (environment): REPS DURATION WARMUP SCENARIOS PEERS NICE CAIRN_THREADS
 #   SCALE_SIZES SCALE_REPS CG_REQUESTS SERVER_CPU CLIENT_CPU OUT
+#   CAIRN_CONF_EXTRA (lines appended to cairnd's config, e.g. 'max_header_bytes = 8192;')
 # Every server is started here and stopped by its PID (trap on exit); every
 # load loop is bounded by wrk's -d and by `timeout`; everything is on 127.0.0.1.
 set -euo pipefail
@@ -38,7 +39,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
     --quick) MODE=quick ;;
     --no-doc) WRITE_DOC=0 ;;
-    -h | --help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown argument $1" >&2; exit 64 ;;
     esac
     shift
@@ -170,6 +171,7 @@ connection_timeout = 30;
 log_level = "notice";
 shutdown_timeout = 5;
 store = { data_dir = "$1/data"; sync = "$3"; };
+${CAIRN_CONF_EXTRA:-}
 EOF
 }
 
@@ -474,7 +476,7 @@ callgrind() {
 write_env() {
     {
         echo "date: $(date -u '+%Y-%m-%d %H:%M:%SZ')"
-        echo "command: $(env | grep -E '^(REPS|DURATION|WARMUP|SCENARIOS|PEERS|NICE|CAIRN_THREADS|SCALE_SIZES|SCALE_REPS|CG_REQUESTS)=' | tr '\n' ' ')bench/run.sh $ARGS"
+        echo "command: $(env | grep -E '^(REPS|DURATION|WARMUP|SCENARIOS|PEERS|NICE|CAIRN_THREADS|CAIRN_CONF_EXTRA|SCALE_SIZES|SCALE_REPS|CG_REQUESTS)=' | tr '\n' ' ')bench/run.sh $ARGS"
         echo "mode: $MODE (reps $REPS, ${WARMUP}s warm-up, ${DURATION}s runs; scale reps $SCALE_REPS, ${SCALE_DURATION}s; callgrind $CG_REQUESTS requests per batch)"
         echo "host: $(uname -r), $(nproc) CPUs,$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
         echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo ?)$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (src modified)')"
