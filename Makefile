@@ -49,7 +49,8 @@ MAIN_OBJS = $(MAIN_SRCS:src/%.c=$(BUILD)/%.o)
 UNIT_TESTS = test_util test_config test_router test_reply test_query test_pmap test_store test_wal
 UNIT_BINS  = $(UNIT_TESTS:%=$(BUILD)/tests/%)
 
-.PHONY: all unit-tests test test-quick crash-soak run install uninstall format lint clean
+.PHONY: all unit-tests test test-quick crash-soak run install uninstall format lint clean \
+        bench bench-quick bench-modes
 all: $(BUILD)/cairnd
 
 $(BUILD)/cairnd: $(LIB_OBJS) $(MAIN_OBJS)
@@ -115,6 +116,14 @@ lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --std=c11 \
 		--suppress=missingIncludeSystem --suppress=nullPointerRedundantCheck \
 		-D_GNU_SOURCE -Isrc src
+
+# cairnd beside nginx, gin, Go net/http and json-server; writes docs/PERFORMANCE.md.
+# Full run about 40 min; quick under 5. Installs its peers with bench/deps.sh.
+bench: all
+	bench/run.sh
+
+bench-quick: all
+	bench/run.sh --quick
 
 # Threading-mode sweep (about 17 min): bench/modes/sweep.sh, knobs ROUNDS DURATION CONNS SERVERS NICE.
 bench-modes:
