@@ -513,10 +513,10 @@ static void on_snapshot(void *cls, int err, uint64_t rev, uint64_t bytes, uint64
     reply_init(&reply);
     if (err == 0) {
         char body[160];
-        int n = snprintf(body, sizeof(body),
-                         "{\"revision\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"duration_ms\":%" PRIu64
-                         "}",
-                         rev, bytes, usec / 1000);
+        int n =
+            snprintf(body, sizeof(body),
+                     "{\"revision\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"duration_ms\":%" PRIu64 "}",
+                     rev, bytes, usec / 1000);
         reply_body_copy(&reply, body, (size_t)n);
     } else if (err == -ENOSPC || err == -EDQUOT) {
         rc = reply_fail(&reply, RES_INSUFFICIENT_STORAGE,
@@ -607,10 +607,13 @@ static int collections_init(const struct config *cfg)
 
 static void collections_fini(void)
 {
-    /* finishes every write waiting for its fsync, then a last snapshot */
-    durable_close(durable);
-    durable = NULL;
-    store = NULL;
+    /*
+     * Finishes every write waiting for its fsync, then a last snapshot. The
+     * store is not freed: a request on a kept-alive connection may still
+     * come in before http_stop(); it reads the last state or is refused
+     * with 503. It stays reachable from 'durable' until exit.
+     */
+    durable_stop(durable);
 }
 
 static const struct route routes[] = {

@@ -58,6 +58,7 @@ struct durable {
     _Atomic uint64_t durable_rev;
     _Atomic uint64_t snap_rev; /* revision of the newest snapshot file (0: none) */
     bool lossy;                /* --recover-truncate dropped something: snapshot at once */
+    bool stopped;              /* durable_stop() ran: files closed, store still readable */
     bool force_snapshot;       /* the next snapshot is written even at the same revision */
 
     /* the committer: one thread, one fdatasync per batch */
@@ -95,7 +96,8 @@ bool durable_degraded(char *why, size_t whylen)
     return on;
 }
 
-static void go_read_only(struct durable *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void go_read_only(struct durable *d, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /*
  * After EIO the kernel may already have dropped the dirty pages it could not
@@ -478,8 +480,8 @@ static int do_snapshot(struct durable *d, uint64_t *rev, uint64_t *bytes, uint64
         snap_release(c.snap);
         STATS_INC(store_snapshot_failures);
         if (!disk_full(c.err))
-            go_read_only(d, "starting log segment %" PRIu64 " in %s failed: %s", c.rev + 1,
-                         d->dir, errstr(c.err, ebuf, sizeof(ebuf)));
+            go_read_only(d, "starting log segment %" PRIu64 " in %s failed: %s", c.rev + 1, d->dir,
+                         errstr(c.err, ebuf, sizeof(ebuf)));
         else
             log_warn("snapshot at revision %" PRIu64 ": cannot start a log segment: %s", c.rev,
                      errstr(c.err, ebuf, sizeof(ebuf)));
@@ -790,8 +792,7 @@ static int recover(struct durable *d, struct snap **out, struct log_end *end, ui
         status = EX_DATAERR;
     else
         log_info("%s: recovery read the files in %" PRIu64 " ms, built %zu docs in %" PRIu64 " ms",
-                 d->dir, (t_read - t_start) / 1000, loader_docs(r.l),
-                 (now_usec() - t_read) / 1000);
+                 d->dir, (t_read - t_start) / 1000, loader_docs(r.l), (now_usec() - t_read) / 1000);
 out:
     if (status == EX_DATAERR)
         log_err("%s/%s; refusing to start (exit status 65). Nothing was changed. To start "
@@ -1017,13 +1018,13 @@ struct store *durable_store(struct durable *d)
     return d->st;
 }
 
-void durable_close(struct durable *d)
+void durable_stop(struct durable *d)
 {
     struct snap_req *reqs;
     uint64_t rev = 0, bytes = 0, usec = 0;
     int err = 0;
 
-    if (d == NULL)
+    if (d == NULL || d->stopped)
         return;
     /* no new write from here; wait for those past durable_begin to queue or end */
     atomic_store(&d->closing, true);
@@ -1053,5 +1054,19 @@ void durable_close(struct durable *d)
         r->fn(r->cls, err, rev, bytes, usec);
         free(r);
     }
+    if (d->wal_open)
+        wal_close(&d->wal);
+    d->wal_open = false;
+    if (d->lockfd >= 0)
+        close(d->lockfd); /* releases the flock: the next daemon may start */
+    d->lockfd = -1;
+    d->stopped = true;
+}
+
+void durable_close(struct durable *d)
+{
+    if (d == NULL)
+        return;
+    durable_stop(d);
     free_durable(d);
 }

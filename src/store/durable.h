@@ -39,7 +39,7 @@ struct durable_opts {
     enum durable_sync sync;
     uint64_t interval_ms;
     uint64_t compact_bytes;
-    bool recover_truncate; /* accept losing damaged records instead of refusing to start */
+    bool recover_truncate;  /* accept losing damaged records instead of refusing to start */
     bool no_close_snapshot; /* tests: durable_close() only syncs the log */
 };
 
@@ -104,10 +104,14 @@ bool durable_read_only(struct durable *d, char *why, size_t whylen);
 bool durable_degraded(char *why, size_t whylen);
 
 /*
- * Stops writes, finishes every waiter, writes a final snapshot when the log
- * holds anything after the last one (and the store is healthy), closes the
- * log, unlocks the data dir and frees the store.
+ * Stops writes (refused from now on, as "shutting down"), finishes every
+ * waiter, writes a final snapshot when the log holds anything after the last
+ * one (and the store is healthy), closes the log and unlocks the data dir.
+ * The store stays allocated and readable. Idempotent.
  */
+void durable_stop(struct durable *d);
+
+/* durable_stop(), then frees the store and 'd'. */
 void durable_close(struct durable *d);
 
 #endif

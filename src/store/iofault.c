@@ -156,8 +156,8 @@ void io_init(int dirfd)
     if ((s = getenv("CAIRN_IO_DELAY")) != NULL && *s != '\0') {
         const char *colon = strchr(s, ':');
         if (colon != NULL) {
-            snprintf(delay_label, sizeof(delay_label), "%.*s", (int)(colon - s < 31 ? colon - s : 31),
-                     s);
+            snprintf(delay_label, sizeof(delay_label), "%.*s",
+                     (int)(colon - s < 31 ? colon - s : 31), s);
             delay_usec = (unsigned)strtoul(colon + 1, NULL, 10);
         }
     }

@@ -1,4 +1,5 @@
-/* src/store/iofault.h -- the I/O calls of the durable store, with fault injection in test builds. */
+/* src/store/iofault.h -- the I/O calls of the durable store, with fault injection in test builds.
+ */
 #ifndef CAIRN_STORE_IOFAULT_H
 #define CAIRN_STORE_IOFAULT_H
 

@@ -66,7 +66,7 @@ struct slot {
 
 struct table {
     struct slot *s;
-    size_t cap; /* a power of two, or 0 */
+    size_t cap;  /* a power of two, or 0 */
     size_t used; /* live + tombstones */
 };
 
@@ -483,8 +483,8 @@ bad:
 static int apply_log(struct loader *l, const struct rec *r, const char *file, uint64_t off,
                      char *err, size_t errlen)
 {
-    bool doc_kind = r->kind == REC_POST || r->kind == REC_PUT || r->kind == REC_PATCH ||
-                    r->kind == REC_DELETE;
+    bool doc_kind =
+        r->kind == REC_POST || r->kind == REC_PUT || r->kind == REC_PATCH || r->kind == REC_DELETE;
     struct name *nm;
 
     if (r->kind == REC_IMPORT)
@@ -547,8 +547,9 @@ static int apply_log(struct loader *l, const struct rec *r, const char *file, ui
                             r->name);
     struct entry *e = nm != NULL ? &l->singles[nm->i] : NULL;
     if (r->kind == REC_PATCH_SINGLE && e == NULL)
-        return inapplicable(l, file, off, err, errlen, "PATCH of resource '%.*s', which is not there",
-                            (int)r->name_len, r->name);
+        return inapplicable(l, file, off, err, errlen,
+                            "PATCH of resource '%.*s', which is not there", (int)r->name_len,
+                            r->name);
     if (e == NULL)
         e = add_single(l, r->name, r->name_len);
     entry_cleanup(e);
@@ -642,9 +643,9 @@ int loader_feed(struct loader *l, const struct rec *r, const char *file, uint64_
         if (!l->lenient || r->rev <= l->rev)
             return fail(err, errlen, file, off,
                         "record has revision %" PRIu64 ", expected %" PRIu64, r->rev, l->rev + 1);
-        int rc = inapplicable(l, file, off, err, errlen,
-                              "revisions %" PRIu64 "..%" PRIu64 " are missing", l->rev + 1,
-                              r->rev - 1);
+        int rc =
+            inapplicable(l, file, off, err, errlen,
+                         "revisions %" PRIu64 "..%" PRIu64 " are missing", l->rev + 1, r->rev - 1);
         (void)rc; /* lenient: accept the gap and apply the record */
     }
     int rc = apply_log(l, r, file, off, err, errlen);

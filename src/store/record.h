@@ -67,7 +67,7 @@ struct rec {
 
 enum rec_status {
     REC_OK = 0,
-    REC_TRUNCATED, /* fewer bytes than a header, or than the length says: torn or cut */
+    REC_TRUNCATED,  /* fewer bytes than a header, or than the length says: torn or cut */
     REC_BAD_LENGTH, /* length out of range or fields longer than the record */
     REC_BAD_CHECKSUM,
 };

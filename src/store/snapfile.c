@@ -75,8 +75,11 @@ int snapfile_write(int dirfd, const struct snap *s, uint64_t *bytes)
         return w.fd;
     buf_init(&w.b, SIZE_MAX);
 
-    struct rec hdr = {.rev = rev, .aux = REC_FORMAT_VERSION, .kind = REC_SNAP_HEADER,
-                      .name = "cairn-snapshot", .name_len = 14};
+    struct rec hdr = {.rev = rev,
+                      .aux = REC_FORMAT_VERSION,
+                      .kind = REC_SNAP_HEADER,
+                      .name = "cairn-snapshot",
+                      .name_len = 14};
     put(&w, &hdr);
     for (size_t i = 0; i < snap_ncolls(s); i++) {
         const struct coll *c = snap_coll_at(s, i);
@@ -86,23 +89,37 @@ int snapfile_write(int dirfd, const struct snap *s, uint64_t *bytes)
         const char *cname = coll_name(c);
 
         rec_put_u64(max_int, (uint64_t)coll_max_int_id(c));
-        struct rec cr = {.rev = coll_revision(c), .aux = coll_next_seq(c), .kind = REC_SNAP_COLL,
-                         .name = cname, .name_len = strlen(cname), .data = (const char *)max_int,
+        struct rec cr = {.rev = coll_revision(c),
+                         .aux = coll_next_seq(c),
+                         .kind = REC_SNAP_COLL,
+                         .name = cname,
+                         .name_len = strlen(cname),
+                         .data = (const char *)max_int,
                          .data_len = 8};
         put(&w, &cr);
         coll_iter_init(&it, c, 0);
         while ((d = coll_iter_next(&it)) != NULL) {
-            struct rec dr = {.rev = d->rev, .aux = d->seq, .kind = REC_SNAP_DOC,
-                             .flags = d->int_id ? REC_F_INT_ID : 0, .name = cname,
-                             .name_len = strlen(cname), .id = d->id, .id_len = d->id_len,
-                             .data = d->bytes, .data_len = d->len};
+            struct rec dr = {.rev = d->rev,
+                             .aux = d->seq,
+                             .kind = REC_SNAP_DOC,
+                             .flags = d->int_id ? REC_F_INT_ID : 0,
+                             .name = cname,
+                             .name_len = strlen(cname),
+                             .id = d->id,
+                             .id_len = d->id_len,
+                             .data = d->bytes,
+                             .data_len = d->len};
             put(&w, &dr);
         }
     }
     for (size_t i = 0; i < snap_nsingles(s); i++) {
         const struct doc *d = snap_single_at(s, i);
-        struct rec sr = {.rev = d->rev, .kind = REC_SNAP_SINGLE, .name = d->id,
-                         .name_len = d->id_len, .data = d->bytes, .data_len = d->len};
+        struct rec sr = {.rev = d->rev,
+                         .kind = REC_SNAP_SINGLE,
+                         .name = d->id,
+                         .name_len = d->id_len,
+                         .data = d->bytes,
+                         .data_len = d->len};
         put(&w, &sr);
     }
     struct rec end = {.rev = rev, .aux = w.records, .kind = REC_SNAP_END};
@@ -204,8 +221,8 @@ int snapfile_load(const char *name, const struct mapped *m, struct loader *l, bo
             coll = r.name;
             coll_len = r.name_len;
             skipping_coll = false;
-        } else if (r.kind == REC_SNAP_DOC &&
-                   (coll == NULL || r.name_len != coll_len || memcmp(r.name, coll, coll_len) != 0)) {
+        } else if (r.kind == REC_SNAP_DOC && (coll == NULL || r.name_len != coll_len ||
+                                              memcmp(r.name, coll, coll_len) != 0)) {
             /* its collection's record was lost (lenient only: otherwise we stopped there) */
             snprintf(err, errlen, "%s: offset %zu: document of collection '%.*s' without it", name,
                      off, (int)r.name_len, r.name);
@@ -219,8 +236,9 @@ int snapfile_load(const char *name, const struct mapped *m, struct loader *l, bo
         }
         if (r.kind == REC_SNAP_END) {
             if (!lenient && r.aux != records) {
-                snprintf(err, errlen, "%s: offset %zu: the end record counts %" PRIu64
-                                      " records, the file has %" PRIu64,
+                snprintf(err, errlen,
+                         "%s: offset %zu: the end record counts %" PRIu64
+                         " records, the file has %" PRIu64,
                          name, off, r.aux, records);
                 return -1;
             }

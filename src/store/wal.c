@@ -33,8 +33,11 @@ bool wal_parse_name(const char *name, uint64_t *first)
 static int write_header(int fd, uint64_t first)
 {
     struct buf b;
-    struct rec h = {.rev = first, .aux = REC_FORMAT_VERSION, .kind = REC_LOG_HEADER,
-                    .name = "cairn-log", .name_len = 9};
+    struct rec h = {.rev = first,
+                    .aux = REC_FORMAT_VERSION,
+                    .kind = REC_LOG_HEADER,
+                    .name = "cairn-log",
+                    .name_len = 9};
     buf_init(&b, SIZE_MAX);
     rec_encode(&b, &h);
     int rc = io_pwrite_all(fd, b.data, b.len, 0, "log-append");

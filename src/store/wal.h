@@ -25,9 +25,9 @@
 
 struct wal {
     int dirfd;
-    int fd;         /* the current segment, open for writing; -1 when closed */
-    uint64_t first; /* its first revision */
-    uint64_t end;   /* its length: every byte before is a whole record */
+    int fd;                    /* the current segment, open for writing; -1 when closed */
+    uint64_t first;            /* its first revision */
+    uint64_t end;              /* its length: every byte before is a whole record */
     _Atomic uint64_t last_rev; /* revision of the last record appended */
     _Atomic uint64_t bytes;    /* bytes in all live segments (what a snapshot would free) */
     pthread_mutex_t fd_lock;

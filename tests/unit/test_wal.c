@@ -86,9 +86,12 @@ static void new_dir(char *out, size_t n, const char *tag)
 
 static bool quick_close; /* durable_close without its snapshot: many starts in a loop */
 
-static struct durable *open_dir(const char *dir, enum durable_sync sync, uint64_t compact, int *status)
+static struct durable *open_dir(const char *dir, enum durable_sync sync, uint64_t compact,
+                                int *status)
 {
-    struct durable_opts o = {.dir = dir, .sync = sync, .interval_ms = 50,
+    struct durable_opts o = {.dir = dir,
+                             .sync = sync,
+                             .interval_ms = 50,
                              .compact_bytes = compact ? compact : (uint64_t)1 << 40,
                              .no_close_snapshot = quick_close};
     struct durable *d = NULL;
@@ -98,8 +101,11 @@ static struct durable *open_dir(const char *dir, enum durable_sync sync, uint64_
 
 static struct durable *open_lenient(const char *dir, int *status)
 {
-    struct durable_opts o = {.dir = dir, .sync = DURABLE_SYNC_NONE, .interval_ms = 50,
-                             .compact_bytes = (uint64_t)1 << 40, .recover_truncate = true};
+    struct durable_opts o = {.dir = dir,
+                             .sync = DURABLE_SYNC_NONE,
+                             .interval_ms = 50,
+                             .compact_bytes = (uint64_t)1 << 40,
+                             .recover_truncate = true};
     struct durable *d = NULL;
     *status = durable_open(&o, &d);
     return d;
@@ -171,8 +177,9 @@ static void random_write(struct store *st, int i)
         snprintf(id, sizeof(id), "%d", (int)(rnd() % 40));
     else
         snprintf(id, sizeof(id), "k%d", (int)(rnd() % 20));
-    snprintf(body, sizeof(body), "{\"v\":%d,\"t\":\"w%d\",\"r\":%.3f,\"n\":{\"x\":[1,\"\\u00e9\"]}}",
-             i, i, (double)(rnd() % 1000) / 7.0);
+    snprintf(body, sizeof(body),
+             "{\"v\":%d,\"t\":\"w%d\",\"r\":%.3f,\"n\":{\"x\":[1,\"\\u00e9\"]}}", i, i,
+             (double)(rnd() % 1000) / 7.0);
     json_t *j = J(body);
     if (k < 30) {
         op.kind = STORE_POST;
@@ -319,8 +326,15 @@ static void test_crc32c(void)
 
 static void encode_sample(struct buf *b)
 {
-    struct rec r = {.rev = 42, .aux = 7, .kind = REC_PUT, .flags = REC_F_INT_ID, .name = "posts",
-                    .name_len = 5, .id = "17", .id_len = 2, .data = "{\"id\":17,\"t\":\"x\"}",
+    struct rec r = {.rev = 42,
+                    .aux = 7,
+                    .kind = REC_PUT,
+                    .flags = REC_F_INT_ID,
+                    .name = "posts",
+                    .name_len = 5,
+                    .id = "17",
+                    .id_len = 2,
+                    .data = "{\"id\":17,\"t\":\"x\"}",
                     .data_len = 17};
     buf_init(b, SIZE_MAX);
     CHECK(rec_encode(b, &r) == 0);
@@ -370,8 +384,8 @@ static void test_find_next(void)
     struct buf b;
     buf_init(&b, SIZE_MAX);
     for (uint64_t rev = 1; rev <= 3; rev++) {
-        struct rec r = {.rev = rev, .kind = REC_DELETE, .name = "a", .name_len = 1, .id = "1",
-                        .id_len = 1};
+        struct rec r = {
+            .rev = rev, .kind = REC_DELETE, .name = "a", .name_len = 1, .id = "1", .id_len = 1};
         rec_encode(&b, &r);
     }
     size_t one = rec_size(1, 1, 0);
