@@ -770,15 +770,21 @@ static int measure(long n, const char *dir_arg)
         struct durable *d = open_dir(dir, DURABLE_SYNC_NONE, 0, &status);
         if (d == NULL)
             _exit(1);
+        /* CAIRN_MEASURE_PAD=N adds an N-byte string member to every doc */
+        static char pad[4096];
+        long padn = getenv("CAIRN_MEASURE_PAD") ? atol(getenv("CAIRN_MEASURE_PAD")) : 0;
+        if (padn < 0 || padn >= (long)sizeof(pad))
+            padn = 0;
+        memset(pad, 'p', (size_t)padn);
         t0 = now_usec();
         for (long i = 0; i < n; i++) {
-            char body[160];
+            char body[4300];
             struct store_op op = {.kind = STORE_POST, .name = "posts"};
             struct store_res res;
             snprintf(body, sizeof(body),
                      "{\"title\":\"post number %06ld\",\"author\":\"someone\",\"views\":%ld,"
-                     "\"published\":true}",
-                     i, (i * 7919) % 1000);
+                     "\"published\":true%s%s%s}",
+                     i, (i * 7919) % 1000, padn ? ",\"pad\":\"" : "", pad, padn ? "\"" : "");
             json_t *j = J(body);
             op.body = j;
             store_write(durable_store(d), &op, &res);
