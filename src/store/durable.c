@@ -418,6 +418,9 @@ static void cut_here(void *cls, const struct snap *cur)
         c->err = wal_rotate(&d->wal, c->rev + 1);
     if (c->err == 0)
         raise_durable(d, c->rev); /* the rotation synced the old segment */
+    else if (wal_sync_failed(&d->wal))
+        /* fail-stop now, under the writer mutex: no write may append after a failed sync */
+        go_read_only(d, "fdatasync of the log before a snapshot failed: %s", strerror(-c->err));
 }
 
 /* Removes segments and snapshots the snapshot at 'rev' covers, and stale temp files. */
@@ -479,7 +482,11 @@ static int do_snapshot(struct durable *d, uint64_t *rev, uint64_t *bytes, uint64
     if (c.err != 0) {
         snap_release(c.snap);
         STATS_INC(store_snapshot_failures);
-        if (!disk_full(c.err))
+        /* a full disk while creating the segment is recoverable; a failed fdatasync never is */
+        if (wal_sync_failed(&d->wal))
+            log_err("snapshot at revision %" PRIu64 ": %s", c.rev,
+                    errstr(c.err, ebuf, sizeof(ebuf)));
+        else if (!disk_full(c.err))
             go_read_only(d, "starting log segment %" PRIu64 " in %s failed: %s", c.rev + 1, d->dir,
                          errstr(c.err, ebuf, sizeof(ebuf)));
         else

@@ -50,6 +50,7 @@ static void init_locks(struct wal *w)
 {
     static const pthread_mutex_t zero = PTHREAD_MUTEX_INITIALIZER;
     w->fd_lock = zero;
+    w->sync_failed = false;
 }
 
 int wal_open(struct wal *w, int dirfd, uint64_t first, uint64_t end, uint64_t last_rev,
@@ -144,7 +145,9 @@ int wal_sync(struct wal *w, uint64_t *synced)
     pthread_mutex_lock(&w->fd_lock);
     /* every record up to this revision was written to this fd (older segments were synced) */
     uint64_t rev = atomic_load_explicit(&w->last_rev, memory_order_acquire);
-    int rc = io_fdatasync(w->fd, "log-sync");
+    int rc = w->sync_failed ? -EIO : io_fdatasync(w->fd, "log-sync");
+    if (rc != 0)
+        w->sync_failed = true;
     pthread_mutex_unlock(&w->fd_lock);
     if (rc == 0)
         *synced = rev;
@@ -159,8 +162,16 @@ int wal_rotate(struct wal *w, uint64_t first)
     if (first != atomic_load(&w->last_rev) + 1)
         panic("wal_rotate: segment %" PRIu64 " after revision %" PRIu64, first,
               (uint64_t)atomic_load(&w->last_rev));
-    /* the old segment must be durable before anything lands in the new one */
-    rc = io_fdatasync(w->fd, "log-sync");
+    /*
+     * The old segment must be durable before anything lands in the new one.
+     * Under fd_lock, so this sync and the committer's never wait on the same
+     * writeback error where only one of them would be told.
+     */
+    pthread_mutex_lock(&w->fd_lock);
+    rc = w->sync_failed ? -EIO : io_fdatasync(w->fd, "log-sync");
+    if (rc != 0)
+        w->sync_failed = true;
+    pthread_mutex_unlock(&w->fd_lock);
     if (rc != 0)
         return rc;
     fd = create_segment(w->dirfd, first, &end);
@@ -175,6 +186,14 @@ int wal_rotate(struct wal *w, uint64_t first)
     pthread_mutex_unlock(&w->fd_lock);
     io_close(old);
     return 0;
+}
+
+bool wal_sync_failed(struct wal *w)
+{
+    pthread_mutex_lock(&w->fd_lock);
+    bool failed = w->sync_failed;
+    pthread_mutex_unlock(&w->fd_lock);
+    return failed;
 }
 
 void wal_close(struct wal *w)

@@ -31,6 +31,13 @@ struct wal {
     _Atomic uint64_t last_rev; /* revision of the last record appended */
     _Atomic uint64_t bytes;    /* bytes in all live segments (what a snapshot would free) */
     pthread_mutex_t fd_lock;
+    /*
+     * Set under fd_lock by the first fdatasync that fails, from either the
+     * committer or a rotation. Linux reports a writeback error to one of the
+     * syncs waiting on it only, so the flag, not the next call's result, is
+     * what keeps a later sync from "succeeding" over dropped pages.
+     */
+    bool sync_failed;
 };
 
 /* "log.00000000000000000043" */
@@ -69,6 +76,9 @@ int wal_sync(struct wal *w, uint64_t *synced);
  * (which must be last_rev + 1). On failure the current segment stays.
  */
 int wal_rotate(struct wal *w, uint64_t first);
+
+/* True once an fdatasync of the log failed: every later sync fails too (fail-stop). */
+bool wal_sync_failed(struct wal *w);
 
 void wal_close(struct wal *w);
 

@@ -359,3 +359,23 @@ def test_slow_fsync_does_not_slow_reads():
     assert f_slow <= seconds * 5 + 5 < f_normal, (f_slow, f_normal)  # the delay was real
     assert p_slow <= max(2 * p_normal, p_normal + 2.0), (p_normal, p_slow)
     assert results["strace delay_enter=200ms"][0] < 100, results
+
+
+def test_eio_on_the_snapshot_rotation_sync_is_fail_stop():
+    """The rotation before a snapshot fdatasyncs the old segment; when that fails (with any
+    errno) the store turns read-only at once, as for the committer's own sync."""
+    # ENOSPC from fdatasync means lost pages just as EIO does: not a "disk full, try later"
+    d = _traced("fdatasync:error=ENOSPC:when=1", settings={"store.sync": "none"})
+    try:
+        d.start()
+        for i in range(3):
+            assert d.request("POST", "/v1/r", {"i": i}).status == 201
+        r = d.request("POST", "/v1/_admin/snapshot")
+        assert 500 <= r.status < 600, r
+        r = d.request("POST", "/v1/r", {"i": "after"})
+        assert r.status == 503 and "read-only" in r.json()["detail"], r
+        assert d.get("/readyz").status == 503
+        assert d.stats()["gauges"]["store_read_only"] == 1
+        assert du.stop_traced(d) == 0
+    finally:
+        d.cleanup()
