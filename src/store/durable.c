@@ -575,7 +575,7 @@ struct recovery {
     struct durable *d;
     struct loader *l;
     struct mapped *maps;
-    char (*names)[WAL_NAME_MAX];
+    char **names; /* each its own allocation: the loader keeps pointers to them */
     size_t nmaps;
     bool lossy; /* --recover-truncate dropped something: snapshot at once */
     char err[640];
@@ -638,7 +638,7 @@ static struct mapped *add_map(struct recovery *r, const char *name)
 {
     r->maps = xrealloc(r->maps, (r->nmaps + 1) * sizeof(*r->maps));
     r->names = xrealloc(r->names, (r->nmaps + 1) * sizeof(*r->names));
-    snprintf(r->names[r->nmaps], WAL_NAME_MAX, "%s", name);
+    r->names[r->nmaps] = xstrdup(name);
     memset(&r->maps[r->nmaps], 0, sizeof(r->maps[0]));
     return &r->maps[r->nmaps++];
 }
@@ -810,6 +810,8 @@ out:
     for (size_t i = 0; i < r.nmaps; i++)
         unmap_file(&r.maps[i]);
     free(r.maps);
+    for (size_t i = 0; i < r.nmaps; i++)
+        free(r.names[i]);
     free(r.names);
     free(segs);
     free(snaps);
