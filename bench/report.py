@@ -143,8 +143,9 @@ def scale_table(rows):
         by.setdefault(int(r["docs"]), []).append(r)
     lines = ["| documents | db.json bytes | docs' compact bytes | load (import) ms | RSS idle kB "
              "| RSS under load kB | RSS per doc | RSS / raw JSON | req/s (64 conns) | p50 ms (64) "
-             "| p99 ms (64) | p50 ms (1 conn) | p99 ms (1 conn) | errors |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| p99 ms (64) | server CPU % (64) | req/s per server core (64) | p50 ms (1 conn) "
+             "| p99 ms (1 conn) | errors |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     agg = {}
     base_rss = None
     for n in sorted(by):
@@ -153,20 +154,24 @@ def scale_table(rows):
         d = {k: g(k) for k in ("db_bytes", "doc_bytes", "load_ms", "rss_idle_kb", "rss_load_kb",
                                "rps", "p50_us", "p99_us", "p50_c1_us", "p99_c1_us")}
         d["errors"] = sum(int(r["errors"]) for r in rs)
+        d["cpu"] = med([fnum(r.get("server_cpu")) for r in rs])
+        d["per_core"] = med([fnum(r["rps"]) / (fnum(r.get("server_cpu")) / 100) for r in rs
+                             if fnum(r.get("server_cpu")) > 1])
         d["n"] = len(rs)
         agg[n] = d
         if n == 0:
             base_rss = d["rss_idle_kb"]
-            lines.append("| 0 (empty store) | - | - | %s | %s | %s | - | - | - | - | - | - | - | - |" % (
+            lines.append("| 0 (empty store) | - | - | %s | %s | %s | - | - | - | - | - | - | - | - | - | - |" % (
                 fi(d["load_ms"]), fi(d["rss_idle_kb"]), fi(d["rss_load_kb"])))
             continue
         rss_b = d["rss_idle_kb"] * 1024
         per_doc = (rss_b - (base_rss or 0) * 1024) / n
         ratio = rss_b / d["doc_bytes"] if d["doc_bytes"] else float("nan")
-        lines.append("| %s | %s | %s | %s | %s | %s | %s B | %s | %s | %s | %s | %s | %s | %d |" % (
+        lines.append("| %s | %s | %s | %s | %s | %s | %s B | %s | %s | %s | %s | %s | %s | %s | %s | %d |" % (
             fi(n), fi(d["db_bytes"]), fi(d["doc_bytes"]), fi(d["load_ms"]), fi(d["rss_idle_kb"]),
             fi(d["rss_load_kb"]), fi(per_doc), fr(ratio), fi(d["rps"]), fms(d["p50_us"]),
-            fms(d["p99_us"]), fms(d["p50_c1_us"]), fms(d["p99_c1_us"]), d["errors"]))
+            fms(d["p99_us"]), fi(d["cpu"]), fi(d["per_core"]), fms(d["p50_c1_us"]),
+            fms(d["p99_c1_us"]), d["errors"]))
     lines.append("")
     lines.append("RSS per doc = (idle RSS - empty-store idle RSS) / documents. RSS / raw JSON = idle RSS "
                  "over the documents' compact JSON bytes.")
