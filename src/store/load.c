@@ -731,7 +731,7 @@ static int make_docs(struct job *jobs, struct doc **out, size_t n, char *err, si
 {
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     size_t nw = ncpu < 1 ? 1 : ncpu > 8 ? 8 : (size_t)ncpu;
-    struct worker w[8];
+    struct worker w[8] = {0};
     size_t first_bad = SIZE_MAX;
 
     if (nw > n / 1024 + 1)
