@@ -192,8 +192,18 @@ size_t rec_find_next(const void *vp, size_t avail, size_t from, uint64_t min_rev
     for (size_t off = from; off + REC_HEADER <= avail; off++) {
         uint32_t len = get_u32(p + off + 4);
         uint64_t rev = rec_get_u64(p + off + 8);
-        /* cheap filters first: a checksum per byte offset would be slow on a long tail */
-        if (len < REC_HEADER || len > avail - off || rev < min_rev || rev > max_rev)
+        unsigned kind = p[off + 24];
+        size_t name_len = (size_t)p[off + 26] | (size_t)p[off + 27] << 8;
+        uint32_t id_len = get_u32(p + off + 28);
+        /*
+         * Cheap filters first: a checksum at every byte offset of a long
+         * damaged file would cost O(n^2). Names are at most 64 bytes and
+         * keys 128 (store.h); 255 and 1024 leave room.
+         */
+        if (len < REC_HEADER || len > avail - off || rev < min_rev || rev > max_rev ||
+            !((kind >= REC_POST && kind <= REC_IMPORT) || kind == REC_LOG_HEADER ||
+              (kind >= REC_SNAP_HEADER && kind <= REC_SNAP_END)) ||
+            name_len > 255 || id_len > 1024)
             continue;
         if (rec_decode(p + off, avail - off, &r) == REC_OK)
             return off;
