@@ -385,9 +385,7 @@ static enum result list(struct request *req, struct reply *reply, const struct s
         free(link);
     }
     query_free(q);
-    size_t len;
-    char *body = buf_steal(&b, &len);
-    reply_body_steal(reply, body, len);
+    reply_body_buf(reply, &b);
     return RES_OK;
 }
 
@@ -418,9 +416,7 @@ static enum result get_root(struct request *req, struct reply *reply)
     buf_puts(&b, "}}");
     reply_header(reply, "X-Revision", "%" PRIu64, snap_revision(snap));
     snap_release(snap);
-    size_t len;
-    char *body = buf_steal(&b, &len);
-    reply_body_steal(reply, body, len);
+    reply_body_buf(reply, &b);
     return RES_OK;
 }
 
@@ -434,9 +430,7 @@ static enum result get_export(struct request *req, struct reply *reply)
         panic("collections: export of an unbounded buffer failed");
     reply_header(reply, "X-Revision", "%" PRIu64, snap_revision(snap));
     snap_release(snap);
-    size_t len;
-    char *body = buf_steal(&b, &len);
-    reply_body_steal(reply, body, len);
+    reply_body_buf(reply, &b);
     return RES_OK;
 }
 

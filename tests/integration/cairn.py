@@ -49,6 +49,16 @@ def render_config(settings):
     return "\n".join(lines) + "\n"
 
 
+def problem(r, status):
+    """Asserts 'r' is an RFC 9457 problem+json reply with 'status'; returns the document."""
+    assert r.status == status, r
+    assert r.headers["content-type"] == "application/problem+json", r
+    doc = r.json()
+    assert doc["status"] == status and doc["title"] and doc["type"] == "about:blank", doc
+    assert doc["request_id"] == r.headers["x-request-id"], (doc, r.headers)
+    return doc
+
+
 class Response:
     def __init__(self, status, headers, body):
         self.status = status

@@ -11,7 +11,7 @@ import signal
 import tempfile
 import urllib.parse
 
-from cairn import Daemon
+from cairn import Daemon, problem
 
 JSON = {"Content-Type": "application/json"}
 
@@ -25,15 +25,6 @@ def with_daemon(fn, **kw):
         assert d.stop() == 0
     finally:
         d.cleanup()
-
-
-def problem(r, status):
-    assert r.status == status, r
-    assert r.headers["content-type"] == "application/problem+json", r
-    doc = r.json()
-    assert doc["status"] == status and doc["title"] and doc["type"] == "about:blank", doc
-    assert doc["request_id"] == r.headers["x-request-id"], (doc, r.headers)
-    return doc
 
 
 def revision(d):

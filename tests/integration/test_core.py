@@ -5,16 +5,7 @@ import socket
 import threading
 import time
 
-from cairn import Daemon, FAULTS_BINARY
-
-
-def problem(r, status):
-    assert r.status == status, r
-    assert r.headers["content-type"] == "application/problem+json", r
-    doc = r.json()
-    assert doc["status"] == status and doc["title"] and doc["type"] == "about:blank", doc
-    assert doc["request_id"] == r.headers["x-request-id"], (doc, r.headers)
-    return doc
+from cairn import Daemon, FAULTS_BINARY, problem
 
 
 def settled(d):
