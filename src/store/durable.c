@@ -316,7 +316,9 @@ static int sync_log(struct durable *d)
         return -EIO;
     rc = wal_sync(&d->wal, &synced);
     if (rc != 0) {
+        pthread_mutex_lock(&d->wal.fd_lock); /* a rotation may be changing it */
         wal_segment_name(seg, d->wal.first);
+        pthread_mutex_unlock(&d->wal.fd_lock);
         go_read_only(d, "fdatasync of %s/%s failed: %s", d->dir, seg,
                      errstr(rc, ebuf, sizeof(ebuf)));
         return rc;
