@@ -115,12 +115,23 @@ kill_tree() { # pid signal
     for p in $pids; do kill "-$2" "$p" 2>/dev/null || true; done
 }
 
+# With autogroup scheduling (kernel.sched_autogroup_enabled=1) nice only
+# ranks processes within one session: every other session still gets an
+# equal share of CPU 0. Give this session's group the same nice for the run
+# and put the old value back at the end.
+AUTOGROUP_OLD=
+if [ "$NICE" != 0 ] && [ -w /proc/self/autogroup ] &&
+    [ "$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null)" = 1 ]; then
+    AUTOGROUP_OLD=$(sed -n 's/.* nice \(-*[0-9]*\).*/\1/p' /proc/self/autogroup)
+    echo "$NICE" >/proc/self/autogroup 2>/dev/null || AUTOGROUP_OLD=
+fi
 cleanup() {
     if [ -n "$SPID" ] && kill -0 "$SPID" 2>/dev/null; then
         kill_tree "$SPID" KILL
         wait "$SPID" 2>/dev/null || true
     fi
     rm -rf "$WORK"
+    [ -z "$AUTOGROUP_OLD" ] || echo "$AUTOGROUP_OLD" >/proc/self/autogroup 2>/dev/null || true
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -492,7 +503,7 @@ write_env() {
         echo "json-server: $(node bench/jsonserver/node_modules/json-server/lib/cli/bin.js --version 2>/dev/null) on node $(node --version)"
         echo "wrk: $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
         echo "valgrind: $(valgrind --version)"
-        echo "pinning: server on CPU $SERVER_CPU, wrk -t1 on CPU $CLIENT_CPU, both at nice $NICE"
+        echo "pinning: server on CPU $SERVER_CPU, wrk -t1 on CPU $CLIENT_CPU, both at nice $NICE; $(cat /proc/self/autogroup 2>/dev/null || echo 'no autogroup')"
         echo "load before: $(cat /proc/loadavg)"
     } >"$OUT/env.txt"
 }
