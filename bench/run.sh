@@ -140,6 +140,14 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 
 # ---- 0. prepare ----------------------------------------------------------------
 prepare() {
+    local t missing=
+    for t in nginx go wrk valgrind node npm curl taskset; do
+        command -v "$t" >/dev/null 2>&1 || missing="$missing $t"
+    done
+    if [ -n "$missing" ]; then
+        log "missing:$missing: bench/deps.sh (Debian packages)"
+        bench/deps.sh
+    fi
     log "building cairnd (make)"
     (unset MAKEFLAGS MFLAGS MAKELEVEL; make -s -j2 build/cairnd)
     if [ ! -x "$BUILD_DIR/peers/gin-server" ] || [ ! -x "$BUILD_DIR/peers/nethttp-server" ] ||
