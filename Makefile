@@ -118,7 +118,7 @@ lint:
 		-D_GNU_SOURCE -Isrc src
 
 # cairnd beside nginx, gin, Go net/http and json-server; writes docs/PERFORMANCE.md.
-# Full run about 40 min; quick under 5. Installs its peers with bench/deps.sh.
+# Full run about 30-34 min; quick under 5. bench/run.sh installs missing peers with bench/deps.sh.
 bench: all
 	bench/run.sh
 
