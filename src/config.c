@@ -56,7 +56,7 @@ static const struct setting settings[] = {
      NULL, SET_RESTART, "open connections per client address; 0 = no limit"},
     {"connection_timeout", SET_INT, OFF(connection_timeout), 15, 0, 3600, NULL, NULL, NULL,
      SET_RESTART, "seconds of inactivity before a connection is closed; 0 = never"},
-    {"max_header_bytes", SET_INT, OFF(max_header_bytes), 32768, 4096, 1 << 20, NULL, NULL, NULL,
+    {"max_header_bytes", SET_INT, OFF(max_header_bytes), 8192, 4096, 1 << 20, NULL, NULL, NULL,
      SET_RESTART, "request line + headers at most (larger: 431)"},
     {"api_prefix", SET_STRING, OFF(api_prefix), 0, 0, 0, "/v1", NULL, check_prefix, SET_RESTART,
      "path prefix of the collections API"},

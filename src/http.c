@@ -45,6 +45,7 @@ struct ctx {
     struct buf body;
     struct config *cfg;      /* the config this request started under */
     struct MHD_Connection *conn;
+    const char *version;     /* "HTTP/1.1": libmicrohttpd's, valid until completion */
     char *path;              /* private copy the router splits */
     size_t route_index;      /* router_count() when unmatched */
     enum router_outcome outcome;
@@ -64,6 +65,11 @@ struct ctx {
  * presents the request (it sends no completion for those).
  */
 static char encoded_slash_marker;
+
+/* Per connection (libmicrohttpd's socket context): what on_uri() saw of the current request. */
+struct conn_state {
+    size_t target_len; /* the raw request target, before libmicrohttpd decodes it */
+};
 
 static struct MHD_Daemon *daemon_;
 static int listen_fd_ = -1;
@@ -205,13 +211,19 @@ static enum MHD_Result queue_reply(struct ctx *c)
 
 /* ---- the first callback: decide what the headers alone can decide ---- */
 
+struct header_tally {
+    int content_lengths;
+    size_t bytes; /* the header lines as "Name: value" CRLF */
+};
+
 static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
                                     const char *value)
 {
+    struct header_tally *t = cls;
     (void)kind;
-    (void)value;
     if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
-        (*(int *)cls)++;
+        t->content_lengths++;
+    t->bytes += strlen(key) + 2 + (value ? strlen(value) : 0) + 2;
     return MHD_YES;
 }
 
@@ -288,8 +300,25 @@ static enum result decide_early(struct ctx *c)
                                                  MHD_HTTP_HEADER_TRANSFER_ENCODING);
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                  MHD_HTTP_HEADER_CONTENT_LENGTH);
-    int ncl = 0;
-    MHD_get_connection_values(conn, MHD_HEADER_KIND, count_header, &ncl);
+    struct header_tally tally = {0};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, count_header, &tally);
+    int ncl = tally.content_lengths;
+
+    /*
+     * max_header_bytes, exactly: the pool is larger than the limit (see
+     * http_start), so a header block over it reaches us and is refused here.
+     */
+    const struct conn_state *cs =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT)->socket_context;
+    size_t line = strlen(c->req.method_name) + 1 + cs->target_len + 1 + strlen(c->version) + 2;
+    size_t limit = (size_t)c->cfg->max_header_bytes;
+    if (line > limit)
+        return reply_fail(&c->reply, RES_URI_TOO_LONG,
+                          "the request line is %zu bytes; at most %zu are accepted", line, limit);
+    if (line + tally.bytes + 2 > limit)
+        return reply_fail(&c->reply, RES_HEADERS_TOO_LARGE,
+                          "the request line and headers are %zu bytes; at most %zu are accepted",
+                          line + tally.bytes + 2, limit);
 
     /* 0.9.75 is lenient here (RELIABILITY.md 2.4): reject ambiguous framing ourselves */
     if (te != NULL && cl != NULL)
@@ -404,10 +433,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
     struct ctx *c = *con_cls;
     (void)cls;
-    (void)version;
 
     if (c == NULL || c == (void *)&encoded_slash_marker) {
         c = ctx_new(conn, url, method, c != NULL);
+        c->version = version ? version : "";
         *con_cls = c;
         c->early = decide_early(c);
         if (c->early == RES_OK)
@@ -487,7 +516,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     (void)cls;
-    (void)conn;
+    struct conn_state *cs =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT)->socket_context;
+    cs->target_len = strlen(uri);
     size_t n = strcspn(uri, "?");
     for (size_t i = 0; i + 2 < n; i++)
         if (uri[i] == '%' && uri[i + 1] == '2' && (uri[i + 2] == 'f' || uri[i + 2] == 'F'))
@@ -500,11 +531,13 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 {
     (void)cls;
     (void)conn;
-    (void)socket_context;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        *socket_context = xcalloc(1, sizeof(struct conn_state));
         STATS_INC(open_connections);
         STATS_INC(connections_accepted);
     } else {
+        free(*socket_context);
+        *socket_context = NULL;
         STATS_DEC(open_connections);
     }
 }
@@ -595,6 +628,27 @@ static void describe_listen(void)
     }
 }
 
+/*
+ * The connection's memory pool (MHD_OPTION_CONNECTION_MEMORY_LIMIT). In
+ * 0.9.75 it holds the read buffer -- the request line and headers are parsed
+ * in place there and must fit whole -- one bookkeeping record per header line
+ * (64 bytes here, measured), the reply's header block, and it is cleared
+ * whole at every keep-alive request (MHD_pool_reset), so its size is paid per
+ * request. It is sized so that a header block of max_header_bytes with up to
+ * POOL_HEADER_LINES lines still fits with room for our reply headers; what is
+ * larger than max_header_bytes but fits is refused by decide_early(), so the
+ * limit is exact whatever the pool's slack.
+ */
+#define POOL_HEADER_LINES 64
+#define POOL_HEADER_LINE_COST 64
+#define POOL_REPLY_HEADERS 1024
+
+static size_t http_pool_size(const struct config *cfg)
+{
+    return (size_t)cfg->max_header_bytes + POOL_HEADER_LINES * POOL_HEADER_LINE_COST +
+           POOL_REPLY_HEADERS;
+}
+
 int http_start(const struct config *cfg, int listen_fd, char *err, size_t errlen)
 {
     uint32_t seed = 0;
@@ -641,7 +695,7 @@ int http_start(const struct config *cfg, int listen_fd, char *err, size_t errlen
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_connections_per_ip,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->max_header_bytes,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, http_pool_size(cfg),
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,

@@ -106,7 +106,9 @@ static const struct {
     [RES_CONFLICT] = {409, "Conflict"},
     [RES_PRECONDITION_FAILED] = {412, "Precondition Failed"},
     [RES_TOO_LARGE] = {413, "Content Too Large"},
+    [RES_URI_TOO_LONG] = {414, "URI Too Long"},
     [RES_UNSUPPORTED_MEDIA] = {415, "Unsupported Media Type"},
+    [RES_HEADERS_TOO_LARGE] = {431, "Request Header Fields Too Large"},
     [RES_INTERNAL] = {500, "Internal Server Error"},
     [RES_UNAVAILABLE] = {503, "Service Unavailable"},
     [RES_INSUFFICIENT_STORAGE] = {507, "Insufficient Storage"},
@@ -122,7 +124,9 @@ int reply_status(enum result rc)
     case RES_CONFLICT:
     case RES_PRECONDITION_FAILED:
     case RES_TOO_LARGE:
+    case RES_URI_TOO_LONG:
     case RES_UNSUPPORTED_MEDIA:
+    case RES_HEADERS_TOO_LARGE:
     case RES_INTERNAL:
     case RES_UNAVAILABLE:
     case RES_INSUFFICIENT_STORAGE:

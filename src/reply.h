@@ -21,7 +21,9 @@ enum result {
     RES_CONFLICT,             /* 409 */
     RES_PRECONDITION_FAILED,  /* 412 */
     RES_TOO_LARGE,            /* 413 */
+    RES_URI_TOO_LONG,         /* 414 */
     RES_UNSUPPORTED_MEDIA,    /* 415 */
+    RES_HEADERS_TOO_LARGE,    /* 431 */
     RES_INTERNAL,             /* 500 */
     RES_UNAVAILABLE,          /* 503 */
     RES_INSUFFICIENT_STORAGE, /* 507 */

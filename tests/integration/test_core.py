@@ -260,6 +260,46 @@ def test_oversize_headers_431():
     with_daemon(t, settings={"max_header_bytes": 32768})
 
 
+def _header_block(total, lines, target=b"/healthz"):
+    """A GET of exactly 'total' bytes of request line and headers ("Name: value" CRLF each,
+    Host and Connection included, the blank line too), spread over 'lines' filler headers."""
+    head = b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    rest = total - len(head) - 2
+    per = rest // lines
+    fill = []
+    for i in range(lines):
+        n = per if i < lines - 1 else rest - per * (lines - 1)
+        name = b"X-F%d: " % i
+        assert n >= len(name) + 2, (total, lines)
+        fill.append(name + b"a" * (n - len(name) - 2) + b"\r\n")
+    data = head + b"".join(fill) + b"\r\n"
+    assert len(data) == total
+    return data
+
+
+def test_header_limit_is_exact():
+    # max_header_bytes means what conf/cairnd.conf says on both sides of the line, for the
+    # default (8 KiB) and a larger setting, with one long header and with many short ones:
+    # libmicrohttpd's own pool is larger than the limit, so the refusal is ours (problem+json)
+    for settings, limit in (({}, 8192), ({"max_header_bytes": 32768}, 32768)):
+        def t(d):
+            for lines in (1, 20, 60):
+                out = d.raw(_header_block(limit, lines))
+                assert out.startswith(b"HTTP/1.1 200"), (limit, lines, out[:300])
+                out = d.raw(_header_block(limit + 1, lines))
+                assert out.startswith(b"HTTP/1.1 431"), (limit, lines, out[:300])
+                assert b"application/problem+json" in out and b"at most %d" % limit in out, out
+            # a request line alone over the limit: 414
+            out = d.raw(b"GET /healthz?q=" + b"a" * limit + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert out.startswith(b"HTTP/1.1 414"), out[:300]
+            # a keep-alive connection serves requests at the limit one after another
+            one = _header_block(limit, 20).replace(b"Connection: close", b"Connection: kept")
+            out = d.raw(one + one + _header_block(limit, 20))
+            assert out.count(b"HTTP/1.1 200") == 3, out[:300]
+            settled(d)
+        with_daemon(t, settings=settings)
+
+
 def test_bad_query_params_bounded():
     def t(d):
         r = d.get("/_debug/sleep?ms=" + "1" * 5000)
