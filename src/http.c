@@ -21,11 +21,13 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -77,6 +79,11 @@ static bool listen_fd_owned;
 static struct sockaddr_storage listen_addr;
 static socklen_t listen_addrlen;
 static char listen_name[INET6_ADDRSTRLEN + 8];
+static pthread_t acceptor;
+static bool acceptor_running;
+static int acceptor_stop_fd = -1; /* eventfd: written once to end the accept thread */
+static uint64_t max_connections;
+static atomic_uint_fast64_t connections_live; /* handed to libmicrohttpd and not yet closed */
 static _Atomic int phase = PHASE_STARTING;
 static _Atomic uint64_t deferred_count;
 static atomic_int dispatching;    /* handler calls under way */
@@ -539,6 +546,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         free(*socket_context);
         *socket_context = NULL;
         STATS_DEC(open_connections);
+        atomic_fetch_sub(&connections_live, 1);
     }
 }
 
@@ -649,6 +657,117 @@ static size_t http_pool_size(const struct config *cfg)
            POOL_REPLY_HEADERS;
 }
 
+/*
+ * The accept thread. libmicrohttpd 0.9.75's poll loop accepts one connection
+ * per iteration, and an iteration polls and serves every open connection, so
+ * at 1,024 connections the last ones waited seconds to be accepted. Here one
+ * thread of ours accepts until EAGAIN and hands each socket to
+ * MHD_add_connection(), which queues it to a worker (round robin by fd among
+ * those under their share of max_connections) and wakes that worker through
+ * its ITC; the worker takes all queued sockets in its next iteration.
+ *
+ * max_connections is counted here (connections_live: up when a socket is
+ * handed over, down at NOTIFY_CONNECTION closed) and a socket over it is
+ * closed at once, without a request or a context: the refusal the config
+ * documents. libmicrohttpd's own limit is set so that no worker can reach it:
+ * a worker that finds itself full while taking a queued socket (its count
+ * does not include the sockets queued to it) leaves a mutex locked in 0.9.75,
+ * and the storm test caught both workers deadlocked on it. The per-IP limit
+ * stays libmicrohttpd's: MHD_add_connection() checks it in this thread and
+ * closes the socket. http_quiesce() ends the thread: nothing is accepted while
+ * draining, and an inherited listening socket is left as it was.
+ */
+static void accept_backoff(int e)
+{
+    static uint64_t last_log_usec;
+    uint64_t now = now_usec();
+    if (now - last_log_usec >= 1000000) {
+        last_log_usec = now;
+        log_msg(LOG_ERR, NULL, "accept: %s; retrying in 50 ms", strerror(e));
+    }
+    usleep(50000);
+}
+
+static void *accept_main(void *arg)
+{
+    (void)arg;
+    struct pollfd p[2] = {
+        {.fd = listen_fd_, .events = POLLIN},
+        {.fd = acceptor_stop_fd, .events = POLLIN},
+    };
+    for (;;) {
+        if (poll(p, 2, -1) < 0) {
+            if (errno != EINTR)
+                accept_backoff(errno);
+            continue;
+        }
+        if (p[1].revents != 0)
+            return NULL;
+        for (;;) {
+            struct sockaddr_storage addr;
+            socklen_t len = sizeof(addr);
+            int fd =
+                accept4(listen_fd_, (struct sockaddr *)&addr, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (fd < 0) {
+                if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                    accept_backoff(errno);
+                else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+                         errno != ECONNABORTED && errno != EPROTO && errno != EPERM)
+                    accept_backoff(errno); /* unexpected: do not spin on it */
+                break;                     /* back to poll, which also sees a stop */
+            }
+            if (atomic_load(&connections_live) >= max_connections) {
+                close(fd);
+                STATS_INC(connections_refused);
+                continue;
+            }
+            atomic_fetch_add(&connections_live, 1);
+            /* on MHD_NO (the per-IP limit, or memory) libmicrohttpd has closed fd already */
+            if (MHD_add_connection(daemon_, fd, (struct sockaddr *)&addr, len) != MHD_YES) {
+                atomic_fetch_sub(&connections_live, 1);
+                STATS_INC(connections_refused);
+            }
+        }
+    }
+}
+
+static int acceptor_start(char *err, size_t errlen)
+{
+    /* accept until EAGAIN; libmicrohttpd made its listening sockets non-blocking as well */
+    int fl = fcntl(listen_fd_, F_GETFL);
+    if (fl < 0 || fcntl(listen_fd_, F_SETFL, fl | O_NONBLOCK) != 0) {
+        snprintf(err, errlen, "listening socket: %s", strerror(errno));
+        return -1;
+    }
+    acceptor_stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (acceptor_stop_fd < 0) {
+        snprintf(err, errlen, "eventfd: %s", strerror(errno));
+        return -1;
+    }
+    int rc = pthread_create(&acceptor, NULL, accept_main, NULL);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot start the accept thread: %s", strerror(rc));
+        close(acceptor_stop_fd);
+        acceptor_stop_fd = -1;
+        return -1;
+    }
+    acceptor_running = true;
+    return 0;
+}
+
+static void acceptor_stop(void)
+{
+    if (!acceptor_running)
+        return;
+    uint64_t one = 1;
+    if (write(acceptor_stop_fd, &one, sizeof(one)) != sizeof(one))
+        panic("accept thread: cannot signal the stop: %s", strerror(errno));
+    pthread_join(acceptor, NULL);
+    acceptor_running = false;
+    close(acceptor_stop_fd);
+    acceptor_stop_fd = -1;
+}
+
 int http_start(const struct config *cfg, int listen_fd, char *err, size_t errlen)
 {
     uint32_t seed = 0;
@@ -674,7 +793,7 @@ int http_start(const struct config *cfg, int listen_fd, char *err, size_t errlen
      * epoll loop does; suspend/resume frees a worker while a request waits.
      */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC |
-                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
     /* one worker is the internal polling thread itself: libmicrohttpd wants no pool then */
     unsigned pool = cfg->threads > 1 ? (unsigned)cfg->threads : 0;
 #if defined(CAIRN_MHD_MODE) && CAIRN_MHD_MODE == 1
@@ -687,12 +806,15 @@ int http_start(const struct config *cfg, int listen_fd, char *err, size_t errlen
 #endif
     if (listen_addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    /* every worker's share (the limit over the pool size) is max_connections + 1: see accept_main
+     */
+    max_connections = (uint64_t)cfg->max_connections;
+    unsigned mhd_limit = ((unsigned)cfg->max_connections + 1) * (pool > 0 ? pool : 1);
     daemon_ = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, NULL,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)listen_fd_,
         MHD_OPTION_THREAD_POOL_SIZE, pool,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+        MHD_OPTION_CONNECTION_LIMIT, mhd_limit,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_connections_per_ip,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, http_pool_size(cfg),
@@ -707,6 +829,14 @@ int http_start(const struct config *cfg, int listen_fd, char *err, size_t errlen
         listen_fd_ = -1;
         return -1;
     }
+    if (acceptor_start(err, errlen) != 0) {
+        MHD_stop_daemon(daemon_);
+        daemon_ = NULL;
+        if (listen_fd_owned)
+            close(listen_fd_);
+        listen_fd_ = -1;
+        return -1;
+    }
     return 0;
 }
 
@@ -714,8 +844,8 @@ uint64_t http_quiesce(uint64_t timeout_ms)
 {
     if (daemon_ == NULL)
         return 0;
-    /* quiesce before stop, always: MHD_stop_daemon would shutdown() an inherited socket */
-    MHD_quiesce_daemon(daemon_);
+    /* no connection is accepted from here on; libmicrohttpd never had the listening socket */
+    acceptor_stop();
     uint64_t deadline = now_usec() + timeout_ms * 1000;
     for (;;) {
         uint64_t left = STATS_GET(request_contexts_created) - STATS_GET(request_contexts_freed);
@@ -739,6 +869,7 @@ void http_stop(void)
     if (atomic_load(&deferred_count) != 0)
         panic("http_stop: %llu deferred requests were never finished",
               (unsigned long long)atomic_load(&deferred_count));
+    acceptor_stop(); /* before the daemon it hands sockets to goes */
     MHD_stop_daemon(daemon_);
     daemon_ = NULL;
     if (listen_fd_owned)

@@ -18,6 +18,7 @@
     X(completions_without_request, "completion callbacks for connections that ended between "    \
                                    "requests (no context, not in terminations)")                \
     X(connections_accepted, "connections accepted")                                               \
+    X(connections_refused, "connections closed at once: over max_connections(_per_ip)")          \
     X(mhd_log_suppressed, "libmicrohttpd log lines dropped by the rate limit (20 a second)")     \
     X(config_reloads, "successful config reloads")                                                \
     X(config_reload_failures, "config reloads refused; the old config stayed")                    \

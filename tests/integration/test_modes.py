@@ -279,3 +279,84 @@ def test_no_stall_at_128_256_512():
             assert d.stop() == 0
         finally:
             d.cleanup()
+
+
+def _read_replies(sel, socks, want, deadline):
+    """Reads until each socket in 'socks' has 'want' replies (counted by status lines) or the
+    deadline; returns {fileno: time the last wanted reply arrived}."""
+    bufs = {s.fileno(): b"" for s in socks}
+    done = {}
+    for s in socks:
+        sel.register(s, selectors.EVENT_READ)
+    try:
+        while len(done) < len(socks) and time.time() < deadline:
+            for key, _ in sel.select(timeout=0.2):
+                s = key.fileobj
+                try:
+                    chunk = s.recv(1 << 20)
+                except OSError:
+                    chunk = b""
+                fd = s.fileno()
+                bufs[fd] += chunk
+                if bufs[fd].count(b"HTTP/1.1 200") >= want or not chunk:
+                    done[fd] = time.time()
+                    sel.unregister(s)
+    finally:
+        for s in socks:
+            if s.fileno() not in done:
+                sel.unregister(s)
+    return {fd: t for fd, t in done.items() if bufs[fd].count(b"HTTP/1.1 200") >= want}
+
+
+def test_new_connections_accepted_while_busy():
+    # libmicrohttpd 0.9.75's poll loop accepted one connection per iteration, and an
+    # iteration serves every ready connection: under load the connections that arrived
+    # last waited for hundreds of iterations (S7's p99 in docs/PERFORMANCE.md). cairnd
+    # accepts in bursts on a thread of its own. Here one worker has 300 connections with
+    # 150 pipelined requests each queued (one is served per connection per iteration),
+    # and 300 new connections then send one request each: they must all be answered long
+    # before the backlog is worked off (one connection per iteration: at its end).
+    busy, pipelined, new = 300, 150, 300
+    d = cairn.Daemon(settings={"threads": 1, "max_connections": 1024, "connection_timeout": 60})
+    sel = selectors.DefaultSelector()
+    olds, news = [], []
+    try:
+        req = b"GET /healthz HTTP/1.1\r\nHost: busy\r\n\r\n"
+        for _ in range(busy):
+            olds.append(socket.create_connection(("127.0.0.1", d.port), timeout=10))
+        for s in olds:
+            s.sendall(req)
+        assert len(_read_replies(sel, olds, 1, time.time() + 20)) == busy
+        for s in olds:
+            s.setblocking(False)
+            s.sendall(req * pipelined)
+        t0 = time.time()
+        for _ in range(new):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", d.port))
+            news.append(s)
+        for s in news:
+            sel.register(s, selectors.EVENT_WRITE)
+        pending = set(s.fileno() for s in news)
+        while pending and time.time() < t0 + 20:
+            for key, _ in sel.select(timeout=0.2):
+                key.fileobj.send(req)
+                sel.unregister(key.fileobj)
+                pending.discard(key.fileobj.fileno())
+        assert not pending
+        got_new = _read_replies(sel, news, 1, time.time() + 30)
+        t_new = max(got_new.values()) - t0 if got_new else float("inf")
+        got_old = _read_replies(sel, olds, pipelined, time.time() + 60)
+        t_old = max(got_old.values()) - t0 if got_old else float("inf")
+        assert len(got_new) == new and len(got_old) == busy, (len(got_new), len(got_old))
+        assert t_new < t_old / 3, ("the last new connection was answered after %.2f s, the busy "
+                                   "backlog took %.2f s" % (t_new, t_old))
+        st = d.stats()
+        assert st["counters"]["connections_refused"] == 0, st["counters"]
+        assert d.stop() == 0
+    finally:
+        sel.close()
+        for s in olds + news:
+            s.close()
+        d.cleanup()

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# bench/ab.sh -- two cairnd binaries side by side, interleaved in one session:
+# a before/after check of one change, where bench/run.sh compares peers.
+#
+#   bench/ab.sh OLD_BINARY NEW_BINARY
+#
+# For each of REPS repetitions, for each scenario of SCENARIOS (S1: GET by id
+# at 64 connections; S7: the same at 1,024; S2: the ~10 KB list at 64), for
+# OLD then NEW: a fresh server on the bench db (bench/gen_db.py, written to
+# OUT/db.json once) pinned to CPU 0, a WARMUP-second wrk run, then a
+# DURATION-second wrk -t1 run pinned to CPU 1 (bench/wrk/bench.lua). Then,
+# unless SKIP_CALLGRIND=1, each binary under callgrind with
+# bench/callgrind_client.py (CG_REQUESTS requests per batch).
+# The server config is bench/run.sh's (threads = CAIRN_THREADS, default 1).
+# Results: OUT/ab.tsv (one line per run) and OUT/callgrind-{old,new}.tsv.
+#
+# Knobs: REPS (3) DURATION (5) WARMUP (1) SCENARIOS ("S1 S7") CG_REQUESTS (2000)
+#        CAIRN_THREADS (1) NICE (-10) OUT (build-bench/ab-<date>) PORT (18480)
+# Building the old binary from a commit, e.g.:
+#   git archive BASE | tar -x -C /tmp/base && make -C /tmp/base -j2
+set -euo pipefail
+[ $# = 2 ] || { sed -n '2,20p' "$0"; exit 64; }
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OLD=$(realpath "$1")
+NEW=$(realpath "$2")
+cd "$ROOT"
+REPS=${REPS:-3}
+DURATION=${DURATION:-5}
+WARMUP=${WARMUP:-1}
+SCENARIOS=${SCENARIOS:-"S1 S7"}
+CG_REQUESTS=${CG_REQUESTS:-2000}
+CAIRN_THREADS=${CAIRN_THREADS:-1}
+NICE=${NICE:--10}
+PORT=${PORT:-18480}
+OUT=${OUT:-$ROOT/build-bench/ab-$(date -u +%Y%m%dT%H%M%SZ)}
+PY=$(python3 -c 'import sys; print(sys.executable)')
+mkdir -p "$OUT/raw"
+WORK=$(mktemp -d /tmp/cairn-ab-XXXXXX)
+SPID=
+log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+stop_server() {
+    if [ -n "$SPID" ] && kill -0 "$SPID" 2>/dev/null; then
+        kill -TERM "$SPID" 2>/dev/null || true
+        for _ in $(seq 100); do kill -0 "$SPID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$SPID" 2>/dev/null || true
+        wait "$SPID" 2>/dev/null || true
+    fi
+    SPID=
+}
+trap 'stop_server; rm -rf "$WORK"' EXIT
+trap 'exit 130' INT TERM
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
+
+[ -s "$OUT/db.json" ] || "$PY" bench/gen_db.py "$OUT/db.json" >/dev/null
+NPOSTS=$("$PY" -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["posts"]))' "$OUT/db.json")
+
+conf() { # dir
+    rm -rf "$1"
+    mkdir -p "$1"
+    mkdir -m 700 "$1/data"
+    cat >"$1/cairnd.conf" <<EOF
+listen_address = "127.0.0.1";
+listen_port = $PORT;
+threads = $CAIRN_THREADS;
+max_connections = 4096;
+connection_timeout = 30;
+log_level = "notice";
+shutdown_timeout = 5;
+store = { data_dir = "$1/data"; sync = "none"; };
+EOF
+}
+
+start() { # binary
+    conf "$WORK/srv"
+    nice -n "$NICE" taskset -c 0 "$1" -c "$WORK/srv/cairnd.conf" --import "$OUT/db.json" \
+        2>"$WORK/srv/log" &
+    SPID=$!
+    for _ in $(seq 300); do
+        curl -sf -o /dev/null "http://127.0.0.1:$PORT/v1/posts/1" && return 0
+        kill -0 "$SPID" 2>/dev/null || break
+        sleep 0.1
+    done
+    log "server did not start:"
+    tail -5 "$WORK/srv/log" >&2
+    return 1
+}
+
+wrk_run() { # raw conns seconds mode args...
+    local raw=$1 c=$2 d=$3
+    shift 3
+    timeout $((d + 30)) nice -n "$NICE" taskset -c 1 wrk -t1 -c"$c" -d"${d}s" --timeout 10s \
+        -s bench/wrk/bench.lua "http://127.0.0.1:$PORT/" -- "$@" >"$raw" 2>&1 || true
+}
+
+printf 'rep\tscenario\tbinary\tconns\trps\tp50_us\tp99_us\tp999_us\tmax_us\terrors\n' >"$OUT/ab.tsv"
+for rep in $(seq "$REPS"); do
+    for sc in $SCENARIOS; do
+        case "$sc" in
+        S1) c=64; args=(get /v1 "$NPOSTS") ;;
+        S2) c=64; args=(path /v1 /comments) ;;
+        S7) c=1024; args=(get /v1 "$NPOSTS") ;;
+        *) log "unknown scenario $sc"; exit 64 ;;
+        esac
+        for which in old new; do
+            bin=$OLD
+            [ "$which" = new ] && bin=$NEW
+            raw="$OUT/raw/$sc-$which-r$rep.txt"
+            start "$bin" || { printf '%s\t%s\t%s\t%s\tSTARTFAIL\n' "$rep" "$sc" "$which" "$c" >>"$OUT/ab.tsv"; continue; }
+            wrk_run "$raw.warmup" "$c" "$WARMUP" "${args[@]}"
+            wrk_run "$raw" "$c" "$DURATION" "${args[@]}"
+            stop_server
+            "$PY" - "$raw" "$rep" "$sc" "$which" "$c" >>"$OUT/ab.tsv" <<'EOF'
+import json, sys
+raw, rep, sc, which, c = sys.argv[1:]
+line = [l for l in open(raw) if l.startswith("WRKJSON ")]
+if not line:
+    print("\t".join([rep, sc, which, c, "NORESULT"]))
+    sys.exit(0)
+w = json.loads(line[-1][8:])
+err = w["connect"] + w["read"] + w["write"] + w["status"] + w["timeout"]
+print("\t".join([rep, sc, which, c, "%.0f" % (w["requests"] / (w["duration_us"] / 1e6)),
+                 str(w["p50_us"]), str(w["p99_us"]), str(w["p999_us"]), str(w["max_us"]), str(err)]))
+EOF
+            tail -1 "$OUT/ab.tsv" >&2
+        done
+    done
+done
+
+[ -n "${SKIP_CALLGRIND:-}" ] && exit 0
+for which in old new; do
+    bin=$OLD
+    [ "$which" = new ] && bin=$NEW
+    conf "$WORK/cg"
+    log "callgrind: $which"
+    valgrind --tool=callgrind --compress-strings=no --compress-pos=no \
+        --callgrind-out-file="$WORK/cg/cg.out" \
+        "$bin" -c "$WORK/cg/cairnd.conf" --import "$OUT/db.json" >/dev/null 2>"$WORK/cg/log" &
+    SPID=$!
+    timeout 600 "$PY" bench/callgrind_client.py --port "$PORT" --pid "$SPID" \
+        --requests "$CG_REQUESTS" --nids "$NPOSTS" --dir "$WORK/cg" \
+        --out "$OUT/callgrind-$which.tsv" || log "callgrind client failed ($which)"
+    stop_server
+    cat "$OUT/callgrind-$which.tsv" >&2 || true
+done
