@@ -12,7 +12,10 @@
 # unless SKIP_CALLGRIND=1, each binary under callgrind with
 # bench/callgrind_client.py (CG_REQUESTS requests per batch).
 # The server config is bench/run.sh's (threads = CAIRN_THREADS, default 1).
-# Results: OUT/ab.tsv (one line per run) and OUT/callgrind-{old,new}.tsv.
+# Results: OUT/ab.tsv (one line per run: req/s, latency percentiles, wrk errors,
+# the server's CPU in cores and req/s per server core) and
+# OUT/callgrind-{old,new}.tsv. Like bench/run.sh it sets this session's
+# autogroup nice to NICE for the run.
 #
 # Knobs: REPS (3) DURATION (5) WARMUP (1) SCENARIOS ("S1 S7") CG_REQUESTS (2000)
 #        CAIRN_THREADS (1) NICE (-10) OUT (build-bench/ab-<date>) PORT (18480)
@@ -47,7 +50,14 @@ stop_server() {
     fi
     SPID=
 }
-trap 'stop_server; rm -rf "$WORK"' EXIT
+# as bench/run.sh: with autogroup scheduling nice alone does not beat other sessions
+AUTOGROUP_OLD=
+if [ "$NICE" != 0 ] && [ -w /proc/self/autogroup ] &&
+    [ "$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null)" = 1 ]; then
+    AUTOGROUP_OLD=$(sed -n 's/.* nice \(-*[0-9]*\).*/\1/p' /proc/self/autogroup)
+    echo "$NICE" >/proc/self/autogroup 2>/dev/null || AUTOGROUP_OLD=
+fi
+trap 'stop_server; rm -rf "$WORK"; [ -z "$AUTOGROUP_OLD" ] || echo "$AUTOGROUP_OLD" >/proc/self/autogroup 2>/dev/null || true' EXIT
 trap 'exit 130' INT TERM
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 
@@ -92,7 +102,9 @@ wrk_run() { # raw conns seconds mode args...
         -s bench/wrk/bench.lua "http://127.0.0.1:$PORT/" -- "$@" >"$raw" 2>&1 || true
 }
 
-printf 'rep\tscenario\tbinary\tconns\trps\tp50_us\tp99_us\tp999_us\tmax_us\terrors\n' >"$OUT/ab.tsv"
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+HZ=$(getconf CLK_TCK)
+printf 'rep\tscenario\tbinary\tconns\trps\tp50_us\tp99_us\tp999_us\tmax_us\terrors\tserver_cpu\trps_per_core\n' >"$OUT/ab.tsv"
 for rep in $(seq "$REPS"); do
     for sc in $SCENARIOS; do
         case "$sc" in
@@ -107,19 +119,25 @@ for rep in $(seq "$REPS"); do
             raw="$OUT/raw/$sc-$which-r$rep.txt"
             start "$bin" || { printf '%s\t%s\t%s\t%s\tSTARTFAIL\n' "$rep" "$sc" "$which" "$c" >>"$OUT/ab.tsv"; continue; }
             wrk_run "$raw.warmup" "$c" "$WARMUP" "${args[@]}"
+            tk0=$(ticks "$SPID")
             wrk_run "$raw" "$c" "$DURATION" "${args[@]}"
+            tk1=$(ticks "$SPID")
             stop_server
-            "$PY" - "$raw" "$rep" "$sc" "$which" "$c" >>"$OUT/ab.tsv" <<'EOF'
+            "$PY" - "$raw" "$rep" "$sc" "$which" "$c" "$((tk1 - tk0))" "$HZ" >>"$OUT/ab.tsv" <<'EOF'
 import json, sys
-raw, rep, sc, which, c = sys.argv[1:]
+raw, rep, sc, which, c, ticks, hz = sys.argv[1:]
 line = [l for l in open(raw) if l.startswith("WRKJSON ")]
 if not line:
     print("\t".join([rep, sc, which, c, "NORESULT"]))
     sys.exit(0)
 w = json.loads(line[-1][8:])
 err = w["connect"] + w["read"] + w["write"] + w["status"] + w["timeout"]
-print("\t".join([rep, sc, which, c, "%.0f" % (w["requests"] / (w["duration_us"] / 1e6)),
-                 str(w["p50_us"]), str(w["p99_us"]), str(w["p999_us"]), str(w["max_us"]), str(err)]))
+secs = w["duration_us"] / 1e6
+rps = w["requests"] / secs
+share = int(ticks) / int(hz) / secs  # the server's CPU over the run, in cores
+print("\t".join([rep, sc, which, c, "%.0f" % rps, str(w["p50_us"]), str(w["p99_us"]),
+                 str(w["p999_us"]), str(w["max_us"]), str(err), "%.2f" % share,
+                 "%.0f" % (rps / share) if share > 0 else "-"]))
 EOF
             tail -1 "$OUT/ab.tsv" >&2
         done
