@@ -39,6 +39,28 @@
 #include "util.h"
 
 #define QUERY_NAME_MAX 256
+
+/*
+ * The connection's memory pool (MHD_OPTION_CONNECTION_MEMORY_LIMIT). In
+ * 0.9.75 it holds the read buffer -- the request line and headers are parsed
+ * in place there and must fit whole -- one bookkeeping record per header line
+ * and query argument (64 bytes here, measured), the reply's header block, and
+ * it is cleared whole at every keep-alive request (MHD_pool_reset), so its
+ * size is paid per request. It is sized so that a header block of
+ * max_header_bytes with up to POOL_HEADER_LINES lines still fits with room for
+ * POOL_REPLY_HEADERS of reply headers; what is larger than max_header_bytes
+ * but fits is refused by decide_early(), so the limit is exact whatever the
+ * pool's slack. A reply whose headers would not fit loses its Link header
+ * (queue_reply()): libmicrohttpd would close the connection without a reply.
+ * With the default 8 KiB that happens to paged lists whose query string is
+ * over ~1.2 KB (the Link header repeats it four times).
+ */
+#define POOL_HEADER_LINES 64
+#define POOL_HEADER_LINE_COST 64
+#define POOL_REPLY_HEADERS 1024
+#define POOL_READ_GROWTH 1024
+/* libmicrohttpd's own reply lines: status line, Date, Content-Length, Connection, blank line */
+#define REPLY_MHD_LINES 160
 #define QUERY_VALUE_MAX 4096
 
 struct ctx {
@@ -59,6 +81,7 @@ struct ctx {
     bool deferred;
     bool encoded_slash;      /* the raw path held %2F: libmicrohttpd decoded it to '/' */
     char query_error[160];
+    size_t reply_room; /* bytes of reply header block libmicrohttpd's pool has left (decide_early) */
 };
 
 /*
@@ -83,6 +106,7 @@ static pthread_t acceptor;
 static bool acceptor_running;
 static int acceptor_stop_fd = -1; /* eventfd: written once to end the accept thread */
 static uint64_t max_connections;
+static size_t pool_size; /* set by http_start() */
 static atomic_uint_fast64_t connections_live; /* handed to libmicrohttpd and not yet closed */
 static _Atomic int phase = PHASE_STARTING;
 static _Atomic uint64_t deferred_count;
@@ -200,8 +224,29 @@ static enum MHD_Result queue_reply(struct ctx *c)
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
                             r->content_type ? r->content_type : "application/json");
     MHD_add_response_header(resp, "X-Request-Id", c->req.id);
+    /*
+     * Link (pagination) is the one header that grows with the request: four
+     * URLs with its query. If the header block would not fit what the pool
+     * has left (http_pool_size()), libmicrohttpd would close the connection
+     * without a reply: Link is left out instead (X-Total-Count stays).
+     */
+    bool drop_link = false;
+    size_t need = REPLY_MHD_LINES + strlen(MHD_HTTP_HEADER_CONTENT_TYPE) + 4 +
+                  strlen(r->content_type ? r->content_type : "application/json") +
+                  strlen("X-Request-Id") + 4 + strlen(c->req.id);
+    for (unsigned i = 0; i < r->nheaders; i++) {
+        need += strlen(r->headers[i].name) + 4 + strlen(r->headers[i].value);
+        drop_link = drop_link || strcasecmp(r->headers[i].name, "Link") == 0;
+    }
+    drop_link = drop_link && need > c->reply_room;
+    if (drop_link)
+        log_msg(LOG_NOTICE, c->req.id,
+                "the reply's headers (%zu bytes) do not fit the connection's buffer (about %zu "
+                "left): Link left out",
+                need, c->reply_room);
     for (unsigned i = 0; i < r->nheaders; i++)
-        MHD_add_response_header(resp, r->headers[i].name, r->headers[i].value);
+        if (!drop_link || strcasecmp(r->headers[i].name, "Link") != 0)
+            MHD_add_response_header(resp, r->headers[i].name, r->headers[i].value);
     if (http_phase() == PHASE_DRAINING)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
 
@@ -220,6 +265,7 @@ static enum MHD_Result queue_reply(struct ctx *c)
 
 struct header_tally {
     int content_lengths;
+    size_t lines;
     size_t bytes; /* the header lines as "Name: value" CRLF */
 };
 
@@ -230,6 +276,7 @@ static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const ch
     (void)kind;
     if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
         t->content_lengths++;
+    t->lines++;
     t->bytes += strlen(key) + 2 + (value ? strlen(value) : 0) + 2;
     return MHD_YES;
 }
@@ -322,10 +369,21 @@ static enum result decide_early(struct ctx *c)
     if (line > limit)
         return reply_fail(&c->reply, RES_URI_TOO_LONG,
                           "the request line is %zu bytes; at most %zu are accepted", line, limit);
-    if (line + tally.bytes + 2 > limit)
+    size_t block = line + tally.bytes + 2;
+    if (block > limit)
         return reply_fail(&c->reply, RES_HEADERS_TOO_LARGE,
                           "the request line and headers are %zu bytes; at most %zu are accepted",
-                          line + tally.bytes + 2, limit);
+                          block, limit);
+    /*
+     * What the pool keeps of this request when the reply's headers are built:
+     * the read buffer (the block and whatever was pipelined behind it: at
+     * least half the pool, as 0.9.75 sizes it, or the block and one growth
+     * step) and a record per header line and query argument.
+     */
+    size_t read_buffer = block + POOL_READ_GROWTH > pool_size / 2 ? block + POOL_READ_GROWTH
+                                                                 : pool_size / 2;
+    size_t kept = read_buffer + POOL_HEADER_LINE_COST * (tally.lines + c->req.nquery + 1);
+    c->reply_room = pool_size > kept ? pool_size - kept : 0;
 
     /* 0.9.75 is lenient here (RELIABILITY.md 2.4): reject ambiguous framing ourselves */
     if (te != NULL && cl != NULL)
@@ -636,20 +694,6 @@ static void describe_listen(void)
     }
 }
 
-/*
- * The connection's memory pool (MHD_OPTION_CONNECTION_MEMORY_LIMIT). In
- * 0.9.75 it holds the read buffer -- the request line and headers are parsed
- * in place there and must fit whole -- one bookkeeping record per header line
- * (64 bytes here, measured), the reply's header block, and it is cleared
- * whole at every keep-alive request (MHD_pool_reset), so its size is paid per
- * request. It is sized so that a header block of max_header_bytes with up to
- * POOL_HEADER_LINES lines still fits with room for our reply headers; what is
- * larger than max_header_bytes but fits is refused by decide_early(), so the
- * limit is exact whatever the pool's slack.
- */
-#define POOL_HEADER_LINES 64
-#define POOL_HEADER_LINE_COST 64
-#define POOL_REPLY_HEADERS 1024
 
 static size_t http_pool_size(const struct config *cfg)
 {
@@ -809,6 +853,7 @@ int http_start(const struct config *cfg, int listen_fd, char *err, size_t errlen
     /* every worker's share (the limit over the pool size) is max_connections + 1: see accept_main
      */
     max_connections = (uint64_t)cfg->max_connections;
+    pool_size = http_pool_size(cfg);
     unsigned mhd_limit = ((unsigned)cfg->max_connections + 1) * (pool > 0 ? pool : 1);
     daemon_ = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, NULL,
@@ -817,7 +862,7 @@ int http_start(const struct config *cfg, int listen_fd, char *err, size_t errlen
         MHD_OPTION_CONNECTION_LIMIT, mhd_limit,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_connections_per_ip,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, http_pool_size(cfg),
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool_size,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
