@@ -39,6 +39,7 @@
 #include "util.h"
 
 #define QUERY_NAME_MAX 256
+#define QUERY_VALUE_MAX 4096
 
 /*
  * The connection's memory pool (MHD_OPTION_CONNECTION_MEMORY_LIMIT). In
@@ -61,7 +62,6 @@
 #define POOL_READ_GROWTH 1024
 /* libmicrohttpd's own reply lines: status line, Date, Content-Length, Connection, blank line */
 #define REPLY_MHD_LINES 160
-#define QUERY_VALUE_MAX 4096
 
 struct ctx {
     struct request req;
