@@ -60,6 +60,7 @@ struct durable {
     bool lossy;                /* --recover-truncate dropped something: snapshot at once */
     bool stopped;              /* durable_stop() ran: files closed, store still readable */
     bool force_snapshot;       /* the next snapshot is written even at the same revision */
+    size_t rec_max;            /* the largest record a write may append (REC_MAX) */
 
     /* the committer: one thread, one fdatasync per batch */
     pthread_t committer;
@@ -222,7 +223,7 @@ static int commit(void *cls, const struct store_change *ch)
     case STORE_IMPORT:
         /* the result, not the request: generated ids are in it, so replay is exact */
         r.kind = REC_IMPORT;
-        buf_init(&db, REC_MAX - 1024);
+        buf_init(&db, d->rec_max - 1024);
         if (snap_export(ch->next, &db) != 0) {
             buf_cleanup(&db);
             return -EFBIG;
@@ -234,8 +235,8 @@ static int commit(void *cls, const struct store_change *ch)
     d->enc.len = 0;
     rc = rec_encode(&d->enc, &r);
     buf_cleanup(&db);
-    if (rc != 0)
-        return -EFBIG;
+    if (rc != 0 || d->enc.len > d->rec_max)
+        return -EFBIG; /* the caller answers 413: this write can never be logged */
     rc = wal_append(&d->wal, d->enc.data, d->enc.len, ch->rev, &clean);
     if (d->enc.cap > ENC_KEEP) {
         buf_cleanup(&d->enc);
@@ -350,7 +351,7 @@ static void *committer_main(void *arg)
             if (now >= next_tick)
                 break;
             struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
+            clock_gettime(CLOCK_MONOTONIC, &ts); /* q_cond waits on it: see durable_open */
             uint64_t ns = (uint64_t)ts.tv_nsec + (next_tick - now) * 1000;
             ts.tv_sec += (time_t)(ns / 1000000000);
             ts.tv_nsec = (long)(ns % 1000000000);
@@ -906,8 +907,20 @@ int durable_open(const struct durable_opts *o, struct durable **out)
     d->o.dir = d->dir;
     d->dirfd = d->lockfd = -1;
     d->q_tail = &d->q_head;
+    d->rec_max = REC_MAX;
+#ifdef CAIRN_FAULTS
+    /* tests: a small limit makes the 413 of an oversized record reachable */
+    const char *lim = getenv("CAIRN_RECORD_MAX");
+    if (lim != NULL && *lim != '\0')
+        d->rec_max = (size_t)strtoull(lim, NULL, 10);
+#endif
     pthread_mutex_init(&d->q_mu, NULL);
-    pthread_cond_init(&d->q_cond, NULL);
+    /* the periodic sync's timed wait: a wall-clock step must not stretch or skip it */
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&d->q_cond, &ca);
+    pthread_condattr_destroy(&ca);
     pthread_mutex_init(&d->s_mu, NULL);
     pthread_cond_init(&d->s_cond, NULL);
     buf_init(&d->enc, SIZE_MAX);

@@ -379,3 +379,25 @@ def test_eio_on_the_snapshot_rotation_sync_is_fail_stop():
         assert du.stop_traced(d) == 0
     finally:
         d.cleanup()
+
+
+def test_oversized_record_is_413_and_changes_nothing():
+    """A write whose log record would pass the record limit can never be logged: 413, not
+    the 503 of a failing disk. The FAULTS build's CAIRN_RECORD_MAX lowers the 1 GiB limit."""
+    d = du.make_daemon(binary=cairn.FAULTS_BINARY, settings=_always(),
+                       env={"CAIRN_RECORD_MAX": "2048"})
+    try:
+        d.start()
+        assert d.request("POST", "/v1/big", {"id": 1, "t": "x" * 100}).status == 201
+        rev = d.stats()["gauges"]["store_revision"]
+        for method, path in (("POST", "/v1/big"), ("PUT", "/v1/big/1"), ("PUT", "/v1/one")):
+            r = d.request(method, path, {"t": "x" * 3000})
+            doc = cairn.problem(r, 413)
+            assert "record limit" in doc["detail"] and "nothing changed" in doc["detail"], doc
+        assert d.stats()["gauges"]["store_revision"] == rev
+        assert d.get("/v1/big/1").json()["t"] == "x" * 100
+        assert d.request("POST", "/v1/big", {"t": "small"}).status == 201  # writes go on
+        assert d.get("/readyz").status == 200
+        assert d.stop() == 0
+    finally:
+        d.cleanup()
