@@ -232,6 +232,8 @@ static int commit(void *cls, const struct store_change *ch)
         r.data_len = db.len;
         break;
     }
+    /* the synced claim: what recovery needs to tell a power-loss hole from damage */
+    r.aux = wal_synced_end(&d->wal);
     d->enc.len = 0;
     rc = rec_encode(&d->enc, &r);
     buf_cleanup(&db);
@@ -653,11 +655,50 @@ struct log_end {
     uint64_t valid; /* bytes of whole records (0: even the header is gone) */
     uint64_t size;  /* bytes in the file */
     uint64_t bytes; /* all live segments, after the cut */
+    /* segments left by a failed rotation (no record, revisions replayed elsewhere): removed */
+    uint64_t leftover[8];
+    size_t nleftover;
 };
+
+/* A segment header's length: a segment no longer than this holds no record. */
+#define LOG_HEADER_LEN (REC_HEADER + 9)
+
+/*
+ * The highest synced claim (wal.h) of the valid log records at or after
+ * 'from' whose revisions are at least 'min_rev'; *at and *at_rev name the
+ * record making it, *count how many valid records there are.
+ */
+static uint64_t later_claim(const struct mapped *m, size_t from, uint64_t min_rev, size_t *at,
+                            uint64_t *at_rev, size_t *count)
+{
+    uint64_t best = 0;
+    struct rec rec;
+
+    *at = SIZE_MAX;
+    *at_rev = 0;
+    *count = 0;
+    while ((from = rec_find_next(m->p, m->len, from, min_rev, min_rev + (UINT64_C(1) << 40))) !=
+           SIZE_MAX) {
+        if (rec_decode(m->p + from, m->len - from, &rec) != REC_OK)
+            break; /* rec_find_next returned it as valid: cannot happen */
+        if (rec.kind >= REC_POST && rec.kind <= REC_IMPORT) {
+            (*count)++;
+            if (rec.aux > best || *at == SIZE_MAX) {
+                best = rec.aux > best ? rec.aux : best;
+                *at = from;
+                *at_rev = rec.rev;
+            }
+        }
+        from += rec.len;
+    }
+    return best;
+}
 
 /*
  * Replays one segment into the loader. 'last': damage with nothing valid
- * after it is a torn tail (cut off), not corruption. Returns 0 or -1 ('err').
+ * after it is a torn tail (cut off), not corruption; so is, in a version 2
+ * segment, damage that no later record shows was synced (a power-loss
+ * hole). Returns 0 or -1 ('err').
  */
 static int replay_segment(struct recovery *r, uint64_t first, bool last, struct log_end *end)
 {
@@ -665,6 +706,7 @@ static int replay_segment(struct recovery *r, uint64_t first, bool last, struct 
     size_t i = r->nmaps;
     struct mapped *m;
     size_t off = 0;
+    uint64_t version = 0;
     int rc;
     const char *file;
 
@@ -692,15 +734,18 @@ static int replay_segment(struct recovery *r, uint64_t first, bool last, struct 
         enum rec_status st = rec_decode(m->p + off, m->len - off, &rec);
         bool header = off == 0;
         if (st == REC_OK && header &&
-            (rec.kind != REC_LOG_HEADER || rec.rev != first || rec.aux != REC_FORMAT_VERSION)) {
+            (rec.kind != REC_LOG_HEADER || rec.rev != first ||
+             (rec.aux != WAL_FORMAT_V1 && rec.aux != WAL_FORMAT_VERSION))) {
             snprintf(r->err, sizeof(r->err),
-                     "%s: offset 0: not a cairn log segment of this version starting at "
+                     "%s: offset 0: not a cairn log segment (version %d or %d) starting at "
                      "revision %" PRIu64,
-                     name, first);
+                     name, WAL_FORMAT_V1, WAL_FORMAT_VERSION, first);
             return -1;
         }
         if (st == REC_OK) {
-            if (!header && loader_feed(r->l, &rec, file, off, r->err, sizeof(r->err)) != 0) {
+            if (header)
+                version = rec.aux;
+            else if (loader_feed(r->l, &rec, file, off, r->err, sizeof(r->err)) != 0) {
                 if (!r->d->o.recover_truncate)
                     return -1;
                 warn_cb(r, r->err);
@@ -716,10 +761,35 @@ static int replay_segment(struct recovery *r, uint64_t first, bool last, struct 
                      r->d->dir, name, off, rec_status_str(st), m->len - off);
             break;
         }
-        snprintf(r->err, sizeof(r->err),
-                 "%s: offset %zu: damaged record (%s) in the middle of the log%s", name, off,
-                 rec_status_str(st),
-                 next != SIZE_MAX ? "; valid records follow it" : "; later segments follow");
+        if (last && version >= 2) {
+            /*
+             * Valid records follow. If none of them was appended after an
+             * fsync that covered this offset, these bytes may never have
+             * reached the disk while later pages did: a hole left by a power
+             * loss in the unsynced tail, of which nothing was acknowledged.
+             */
+            size_t at, count;
+            uint64_t at_rev;
+            uint64_t claim = later_claim(m, next, from, &at, &at_rev, &count);
+            if (claim <= off) {
+                log_warn("%s/%s: offset %zu: %s record followed by %zu bytes holding %zu valid "
+                         "records, none of them written after offset %zu was on stable storage: "
+                         "a hole left by a power loss in the unsynced end of the log; cut off "
+                         "from offset %zu, none of it was acknowledged",
+                         r->d->dir, name, off, rec_status_str(st), m->len - off, count, off, off);
+                break;
+            }
+            snprintf(r->err, sizeof(r->err),
+                     "%s: offset %zu: damaged record (%s) in data that was on stable storage "
+                     "(the record at offset %zu, revision %" PRIu64
+                     ", was written after the first %" PRIu64 " bytes were synced)",
+                     name, off, rec_status_str(st), at, at_rev, claim);
+        } else {
+            snprintf(r->err, sizeof(r->err),
+                     "%s: offset %zu: damaged record (%s) in the middle of the log%s", name, off,
+                     rec_status_str(st),
+                     next != SIZE_MAX ? "; valid records follow it" : "; later segments follow");
+        }
         if (!r->d->o.recover_truncate)
             return -1;
         warn_cb(r, r->err);
@@ -734,6 +804,48 @@ static int replay_segment(struct recovery *r, uint64_t first, bool last, struct 
         end->size = m->len;
     }
     end->bytes += last ? off : m->len;
+    return 0;
+}
+
+/* Bytes in segment 'first', or 0 when it cannot be stat'ed. */
+static uint64_t segment_size(int dirfd, uint64_t first)
+{
+    char name[WAL_NAME_MAX];
+    struct stat st;
+    wal_segment_name(name, first);
+    return fstatat(dirfd, name, &st, 0) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+/*
+ * Replays the segments after the snapshot, segs[0..n). Segments at the end
+ * that hold no record (empty, a torn header, a header alone) are set aside
+ * first: a rotation that failed after creating one left it behind and the
+ * appends went on in the segment before, whose unsynced end (torn, or with
+ * holes) is then the log's end. After the replay, such a segment is the
+ * place to append if it starts right after the last revision, and a
+ * leftover to remove if the revisions it would start at are already in the
+ * log. Returns 0 or -1 ('err').
+ */
+static int replay_log(struct recovery *r, const uint64_t *segs, size_t n, struct log_end *end)
+{
+    size_t real = n;
+    while (real > 0 && segment_size(r->d->dirfd, segs[real - 1]) <= LOG_HEADER_LEN)
+        real--;
+    for (size_t i = 0; i < real; i++)
+        if (replay_segment(r, segs[i], i + 1 == real, end) != 0)
+            return -1;
+    for (size_t i = real; i < n; i++) {
+        uint64_t at = loader_rev(r->l);
+        bool cut = end->have && end->valid < end->size;
+        if ((segs[i] <= at || (segs[i] == at + 1 && cut)) &&
+            end->nleftover < sizeof(end->leftover) / sizeof(end->leftover[0])) {
+            end->leftover[end->nleftover++] = segs[i];
+            continue;
+        }
+        /* the segment to append to, or a gap that replay_segment reports */
+        if (replay_segment(r, segs[i], i + 1 == n, end) != 0)
+            return -1;
+    }
     return 0;
 }
 
@@ -790,11 +902,9 @@ static int recover(struct durable *d, struct snap **out, struct log_end *end, ui
         if (fstatat(d->dirfd, name, &st, 0) == 0)
             end->bytes += (uint64_t)st.st_size; /* until cleanup() removes it */
     }
-    for (size_t i = k; i < nsegs; i++) {
-        if (replay_segment(&r, segs[i], i + 1 == nsegs, end) != 0) {
-            status = EX_DATAERR;
-            goto out;
-        }
+    if (replay_log(&r, segs + k, nsegs - k, end) != 0) {
+        status = EX_DATAERR;
+        goto out;
     }
     uint64_t t_read = now_usec();
     *out = loader_finish(r.l, r.err, sizeof(r.err));
@@ -963,19 +1073,27 @@ int durable_open(const struct durable_opts *o, struct durable **out)
     atomic_store(&d->snap_rev, snap_rev);
     atomic_store(&d->durable_rev, rev);
 
-    /* the appender: continue the last segment, cut after its last whole record */
+    /*
+     * The appender: continue the last segment, cut after its last whole
+     * record. Synced either way: the records appended next claim all of it
+     * on stable storage (wal.h), and after a process crash some of it may
+     * still be only in the page cache.
+     */
     if (end.have) {
         char name[WAL_NAME_MAX];
         wal_segment_name(name, end.first);
-        if (end.valid < end.size) {
+        if (end.valid > 0 || end.size > 0) {
             int fd = io_openat(d->dirfd, name, O_WRONLY, 0600, "recover-open");
-            rc = fd < 0 ? fd : io_ftruncate(fd, (off_t)end.valid, "recover-truncate");
+            rc = fd < 0 ? fd : 0;
+            if (rc == 0 && end.valid < end.size)
+                rc = io_ftruncate(fd, (off_t)end.valid, "recover-truncate");
             if (rc == 0)
                 rc = io_fsync(fd, "recover-sync");
             if (fd >= 0)
                 io_close(fd);
             if (rc != 0) {
-                log_err("%s/%s: cannot cut off the torn tail: %s", d->dir, name,
+                log_err("%s/%s: cannot %s: %s", d->dir, name,
+                        end.valid < end.size ? "cut off the torn tail" : "sync the log",
                         errstr(rc, ebuf, sizeof(ebuf)));
                 status = EX_IOERR;
                 goto fail;
@@ -984,6 +1102,16 @@ int durable_open(const struct durable_opts *o, struct durable **out)
         rc = wal_open(&d->wal, d->dirfd, end.first, end.valid, rev, end.bytes);
     } else {
         rc = wal_create(&d->wal, d->dirfd, rev + 1, rev, 0);
+    }
+    for (size_t i = 0; rc == 0 && i < end.nleftover; i++) {
+        char name[WAL_NAME_MAX];
+        wal_segment_name(name, end.leftover[i]);
+        log_warn("%s/%s: a log segment holding no record, left by a failed rotation (its "
+                 "revisions are in the segment before it): removed",
+                 d->dir, name);
+        rc = io_unlinkat(d->dirfd, name, "log-unlink");
+        if (rc == 0 && i + 1 == end.nleftover)
+            rc = io_fsync_dir(d->dirfd, "log-unlink-dirsync");
     }
     if (rc != 0) {
         log_err("%s: cannot open the log for writing: %s", d->dir, errstr(rc, ebuf, sizeof(ebuf)));
