@@ -55,6 +55,7 @@ struct durable {
     _Atomic bool read_only;
     _Atomic bool closing;
     atomic_uint_fast64_t inflight; /* durable_begin() brackets not yet ended */
+    atomic_uint_fast64_t waiting;  /* writes queued by durable_wait() and not yet called back */
     _Atomic uint64_t durable_rev;
     _Atomic uint64_t snap_rev; /* revision of the newest snapshot file (0: none) */
     bool lossy;                /* --recover-truncate dropped something: snapshot at once */
@@ -281,6 +282,16 @@ void durable_end(struct durable *d)
     atomic_fetch_sub(&d->inflight, 1);
 }
 
+bool durable_busy(struct durable *d)
+{
+    if (d->o.max_pending == 0 || d->o.sync != DURABLE_SYNC_ALWAYS)
+        return false;
+    if (atomic_load(&d->waiting) + atomic_load(&d->inflight) < d->o.max_pending)
+        return false;
+    STATS_INC(store_writes_busy);
+    return true;
+}
+
 bool durable_must_wait(const struct durable *d)
 {
     return d->o.sync == DURABLE_SYNC_ALWAYS;
@@ -298,6 +309,7 @@ void durable_wait(struct durable *d, uint64_t rev, void (*fn)(void *cls, int err
     w->rev = rev;
     w->fn = fn;
     w->cls = cls;
+    atomic_fetch_add(&d->waiting, 1);
     pthread_mutex_lock(&d->q_mu);
     *d->q_tail = w;
     d->q_tail = &w->next;
@@ -382,6 +394,7 @@ static void *committer_main(void *arg)
             /* a write that was durable before a failure still succeeded */
             w->fn(w->cls, durable_is_durable(d, w->rev) ? 0 : err != 0 ? err : -EIO);
             free(w);
+            atomic_fetch_sub(&d->waiting, 1);
         }
 
         pthread_mutex_lock(&d->q_mu);

@@ -401,3 +401,47 @@ def test_oversized_record_is_413_and_changes_nothing():
         assert d.stop() == 0
     finally:
         d.cleanup()
+
+
+def test_pending_writes_are_bounded_503_retry_after():
+    """Past store.max_pending_writes writes waiting for the committer (here behind a 300 ms
+    fsync), a write gets 503 problem+json with Retry-After, changes nothing and is counted."""
+    d = du.make_daemon(binary=cairn.FAULTS_BINARY,
+                       settings=_always({"threads": 2, "store.max_pending_writes": 4}),
+                       env={"CAIRN_IO_DELAY": "log-sync:300000"})
+    try:
+        d.start()
+        s0 = d.stats()
+        results = []
+        lock = threading.Lock()
+
+        def writer(i):
+            r = d.request("POST", "/v1/q", {"i": i})
+            with lock:
+                results.append(r)
+
+        ts = [threading.Thread(target=writer, args=(i,)) for i in range(24)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(30)
+        ok = [r for r in results if r.status == 201]
+        busy = [r for r in results if r.status == 503]
+        assert len(ok) + len(busy) == 24, [r.status for r in results]
+        assert ok and busy, (len(ok), len(busy))
+        for r in busy:
+            doc = cairn.problem(r, 503)
+            assert r.headers["retry-after"] == "1", r.headers
+            assert "max_pending_writes" in doc["detail"] and "nothing changed" in doc["detail"]
+        s1 = d.stats()
+        assert (s1["counters"]["store_writes_busy"] - s0["counters"]["store_writes_busy"]
+                == len(busy))
+        # nothing changed: one revision per 201, and the list holds exactly those docs
+        assert s1["gauges"]["store_revision"] - s0["gauges"]["store_revision"] == len(ok)
+        assert sorted(x["i"] for x in d.get("/v1/q").json()) == \
+            sorted(r.json()["i"] for r in ok)
+        assert b"cairn_store_writes_busy_total %d" % len(busy) in d.get("/metrics").body
+        assert d.request("POST", "/v1/q", {"i": "later"}).status == 201  # nothing stuck
+        assert d.stop() == 0
+    finally:
+        d.cleanup()
