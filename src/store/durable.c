@@ -1086,6 +1086,21 @@ int durable_open(const struct durable_opts *o, struct durable **out)
     atomic_store(&d->snap_rev, snap_rev);
     atomic_store(&d->durable_rev, rev);
 
+    for (size_t i = 0; i < end.nleftover; i++) {
+        char name[WAL_NAME_MAX];
+        wal_segment_name(name, end.leftover[i]);
+        log_warn("%s/%s: a log segment holding no record, left by a failed rotation (its "
+                 "revisions are in the segment before it): removed",
+                 d->dir, name);
+        rc = io_unlinkat(d->dirfd, name, "log-unlink");
+        if (rc == 0 && i + 1 == end.nleftover)
+            rc = io_fsync_dir(d->dirfd, "log-unlink-dirsync");
+        if (rc != 0) {
+            log_err("%s/%s: cannot remove: %s", d->dir, name, errstr(rc, ebuf, sizeof(ebuf)));
+            status = EX_IOERR;
+            goto fail;
+        }
+    }
     /*
      * The appender: continue the last segment, cut after its last whole
      * record. Synced either way: the records appended next claim all of it
@@ -1115,16 +1130,6 @@ int durable_open(const struct durable_opts *o, struct durable **out)
         rc = wal_open(&d->wal, d->dirfd, end.first, end.valid, rev, end.bytes);
     } else {
         rc = wal_create(&d->wal, d->dirfd, rev + 1, rev, 0);
-    }
-    for (size_t i = 0; rc == 0 && i < end.nleftover; i++) {
-        char name[WAL_NAME_MAX];
-        wal_segment_name(name, end.leftover[i]);
-        log_warn("%s/%s: a log segment holding no record, left by a failed rotation (its "
-                 "revisions are in the segment before it): removed",
-                 d->dir, name);
-        rc = io_unlinkat(d->dirfd, name, "log-unlink");
-        if (rc == 0 && i + 1 == end.nleftover)
-            rc = io_fsync_dir(d->dirfd, "log-unlink-dirsync");
     }
     if (rc != 0) {
         log_err("%s: cannot open the log for writing: %s", d->dir, errstr(rc, ebuf, sizeof(ebuf)));
