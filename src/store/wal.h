@@ -65,9 +65,9 @@ bool wal_parse_name(const char *name, uint64_t *first);
 /*
  * Makes 'w' append to segment 'first' (an existing file whose valid part is
  * 'end' bytes long and already on stable storage; 0 means a header is
- * written first). 'last_rev' is the
- * revision of its last record (or the one before 'first'), 'bytes' the size
- * of all live segments. Returns 0 or a negative errno.
+ * written and fsynced first). 'last_rev' is the revision of its last record
+ * (or the one before 'first'), 'bytes' the size of all live segments.
+ * Returns 0 or a negative errno.
  */
 int wal_open(struct wal *w, int dirfd, uint64_t first, uint64_t end, uint64_t last_rev,
              uint64_t bytes);
