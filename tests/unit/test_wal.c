@@ -798,6 +798,53 @@ static void test_leftover_segment_of_a_failed_rotation(void)
     free(log);
 }
 
+/* Starts a log of one POST to "c" of 'id' (an integer id when 'int_id'); returns the status. */
+static int start_one_post(const char *id, bool int_id, const char *doc)
+{
+    char cdir[128];
+    int status;
+    struct buf b;
+    struct rec h = {.rev = 1,
+                    .aux = WAL_FORMAT_VERSION,
+                    .kind = REC_LOG_HEADER,
+                    .name = "cairn-log",
+                    .name_len = 9};
+    struct rec r = {.rev = 1,
+                    .kind = REC_POST,
+                    .flags = int_id ? REC_F_INT_ID : 0,
+                    .name = "c",
+                    .name_len = 1,
+                    .id = id,
+                    .id_len = strlen(id),
+                    .data = doc,
+                    .data_len = strlen(doc)};
+    buf_init(&b, SIZE_MAX);
+    rec_encode(&b, &h);
+    rec_encode(&b, &r);
+    dir_with_log(cdir, sizeof(cdir), b.data, b.len);
+    buf_cleanup(&b);
+    struct durable *d = open_dir(cdir, DURABLE_SYNC_NONE, 0, &status);
+    durable_close(d);
+    rmdir_files(cdir);
+    return status;
+}
+
+static void test_replayed_keys_are_checked(void)
+{
+    quick_close = true;
+    CHECK(start_one_post("0", true, "{\"id\":0}") == 0);
+    CHECK(start_one_post("9223372036854775807", true, "{\"id\":9223372036854775807}") == 0);
+    CHECK(start_one_post("k-1.x_~", false, "{\"id\":\"k-1.x_~\"}") == 0);
+    CHECK(start_one_post("9223372036854775808", true, "{\"id\":1}") == EX_DATAERR);
+    CHECK(start_one_post("07", true, "{\"id\":7}") == EX_DATAERR);
+    CHECK(start_one_post("-0", true, "{\"id\":0}") == EX_DATAERR);
+    CHECK(start_one_post("+7", true, "{\"id\":7}") == EX_DATAERR);
+    CHECK(start_one_post("", true, "{\"id\":0}") == EX_DATAERR);
+    CHECK(start_one_post("a/b", false, "{\"id\":\"a/b\"}") == EX_DATAERR);
+    CHECK(start_one_post("..", false, "{\"id\":\"..\"}") == EX_DATAERR);
+    quick_close = false;
+}
+
 static void test_recover_truncate_drops_damaged_record(void)
 {
     char dir[128], cdir[128];
@@ -1037,6 +1084,8 @@ int main(int argc, char **argv)
          test_hole_in_unsynced_tail_is_cut},
         {"an empty segment left by a failed rotation is removed, the tail before it cut",
          test_leftover_segment_of_a_failed_rotation},
+        {"replayed keys: canonical integer ids and valid string ids only",
+         test_replayed_keys_are_checked},
         {"--recover-truncate drops a damaged middle record and leaves a clean dir",
          test_recover_truncate_drops_damaged_record},
         {"damaged or missing snapshot -> 65", test_damaged_or_missing_snapshot_refuses},
