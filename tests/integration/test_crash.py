@@ -2,7 +2,8 @@
 
 - kill -9 during write load at random moments, restart, check the history;
 - a power-loss simulation (FAULTS build, src/store/iofault.c): the daemon crashes at a random
-  I/O call after dropping every byte and directory change that was not fsynced;
+  I/O call after dropping every byte and directory change that was not fsynced, or random
+  unsynced pages of it (holes of zeros or stale bytes with valid records after them);
 - torn and corrupt logs and snapshots.
 
 CAIRN_CRASH_CYCLES (default 10) and CAIRN_POWERLOSS_POINTS (default 100) set the loop sizes;
