@@ -78,6 +78,8 @@ static const struct setting settings[] = {
      SET_RESTART, "fsync interval under sync = \"periodic\""},
     {"store.compact_bytes", SET_INT, OFF(compact_bytes), 64 << 20, 1 << 16, INT64_C(1) << 40,
      NULL, NULL, NULL, SET_RESTART, "log size that triggers a snapshot"},
+    {"store.max_pending_writes", SET_INT, OFF(max_pending_writes), 512, 1, 1 << 20, NULL, NULL,
+     NULL, SET_RESTART, "writes waiting for their fsync at most (more: 503 + Retry-After)"},
     {"store.seed_file", SET_STRING, OFF(seed_file), 0, 0, 0, "", NULL, check_optional_path,
      SET_RESTART, "db.json loaded when the store is empty; \"\" = none"},
 };

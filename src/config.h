@@ -42,6 +42,7 @@ struct config {
     int64_t sync;             /* enum sync_policy */
     int64_t sync_interval_ms;
     int64_t compact_bytes;
+    int64_t max_pending_writes;
     char *seed_file;
 };
 

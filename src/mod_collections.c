@@ -238,6 +238,10 @@ static enum result write_reply(struct request *req, struct reply *reply, struct 
         }
         if (res->err == -ESHUTDOWN)
             return reply_fail(reply, RES_UNAVAILABLE, "shutting down; nothing changed");
+        if (res->err == -EFBIG)
+            return reply_fail(reply, RES_TOO_LARGE,
+                              "the write's log record would be larger than the log's record "
+                              "limit (1 GiB); nothing changed");
         return reply_fail(reply, RES_UNAVAILABLE,
                           "the write could not be logged: %s; nothing changed",
                           strerror(-res->err));
@@ -299,6 +303,13 @@ static enum result do_write(struct request *req, struct reply *reply, enum store
         op.body = body;
     }
     char why[200] = "shutting down";
+    if (durable_busy(durable)) {
+        json_decref(body);
+        reply_header(reply, "Retry-After", "1");
+        return reply_fail(reply, RES_UNAVAILABLE,
+                          "too many writes are waiting for the disk (store.max_pending_writes); "
+                          "nothing changed, retry later");
+    }
     if (durable_read_only(durable, why, sizeof(why)) || !durable_begin(durable)) {
         json_decref(body);
         return reply_fail(reply, RES_UNAVAILABLE, "writes are refused: %s", why);
@@ -577,6 +588,7 @@ static int collections_init(const struct config *cfg)
         .interval_ms = (uint64_t)cfg->sync_interval_ms,
         .compact_bytes = (uint64_t)cfg->compact_bytes,
         .recover_truncate = recover_truncate,
+        .max_pending = (uint64_t)cfg->max_pending_writes,
     };
     int rc = durable_open(&o, &durable);
     if (rc != 0)

@@ -28,7 +28,8 @@
     X(store_fsync_writes, "writes made durable by those calls; / store_fsyncs = writes per fsync") \
     X(store_snapshots, "snapshots written")                                                       \
     X(store_snapshot_failures, "snapshots that failed; the previous one was kept")               \
-    X(store_writes_enospc, "writes refused with 507 because the disk was full (rolled back)")
+    X(store_writes_enospc, "writes refused with 507 because the disk was full (rolled back)")   \
+    X(store_writes_busy, "writes refused with 503 because store.max_pending_writes were waiting")
 
 /* name, help. Gauges go up and down. */
 #define STATS_GAUGES(X)                                                                           \

@@ -55,11 +55,13 @@ struct durable {
     _Atomic bool read_only;
     _Atomic bool closing;
     atomic_uint_fast64_t inflight; /* durable_begin() brackets not yet ended */
+    atomic_uint_fast64_t waiting;  /* writes queued by durable_wait() and not yet called back */
     _Atomic uint64_t durable_rev;
     _Atomic uint64_t snap_rev; /* revision of the newest snapshot file (0: none) */
     bool lossy;                /* --recover-truncate dropped something: snapshot at once */
     bool stopped;              /* durable_stop() ran: files closed, store still readable */
     bool force_snapshot;       /* the next snapshot is written even at the same revision */
+    size_t rec_max;            /* the largest record a write may append (REC_MAX) */
 
     /* the committer: one thread, one fdatasync per batch */
     pthread_t committer;
@@ -222,7 +224,7 @@ static int commit(void *cls, const struct store_change *ch)
     case STORE_IMPORT:
         /* the result, not the request: generated ids are in it, so replay is exact */
         r.kind = REC_IMPORT;
-        buf_init(&db, REC_MAX - 1024);
+        buf_init(&db, d->rec_max - 1024);
         if (snap_export(ch->next, &db) != 0) {
             buf_cleanup(&db);
             return -EFBIG;
@@ -231,11 +233,13 @@ static int commit(void *cls, const struct store_change *ch)
         r.data_len = db.len;
         break;
     }
+    /* the synced claim: what recovery needs to tell a power-loss hole from damage */
+    r.aux = wal_synced_end(&d->wal);
     d->enc.len = 0;
     rc = rec_encode(&d->enc, &r);
     buf_cleanup(&db);
-    if (rc != 0)
-        return -EFBIG;
+    if (rc != 0 || d->enc.len > d->rec_max)
+        return -EFBIG; /* the caller answers 413: this write can never be logged */
     rc = wal_append(&d->wal, d->enc.data, d->enc.len, ch->rev, &clean);
     if (d->enc.cap > ENC_KEEP) {
         buf_cleanup(&d->enc);
@@ -278,6 +282,16 @@ void durable_end(struct durable *d)
     atomic_fetch_sub(&d->inflight, 1);
 }
 
+bool durable_busy(struct durable *d)
+{
+    if (d->o.max_pending == 0 || d->o.sync != DURABLE_SYNC_ALWAYS)
+        return false;
+    if (atomic_load(&d->waiting) + atomic_load(&d->inflight) < d->o.max_pending)
+        return false;
+    STATS_INC(store_writes_busy);
+    return true;
+}
+
 bool durable_must_wait(const struct durable *d)
 {
     return d->o.sync == DURABLE_SYNC_ALWAYS;
@@ -295,6 +309,7 @@ void durable_wait(struct durable *d, uint64_t rev, void (*fn)(void *cls, int err
     w->rev = rev;
     w->fn = fn;
     w->cls = cls;
+    atomic_fetch_add(&d->waiting, 1);
     pthread_mutex_lock(&d->q_mu);
     *d->q_tail = w;
     d->q_tail = &w->next;
@@ -350,7 +365,7 @@ static void *committer_main(void *arg)
             if (now >= next_tick)
                 break;
             struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
+            clock_gettime(CLOCK_MONOTONIC, &ts); /* q_cond waits on it: see durable_open */
             uint64_t ns = (uint64_t)ts.tv_nsec + (next_tick - now) * 1000;
             ts.tv_sec += (time_t)(ns / 1000000000);
             ts.tv_nsec = (long)(ns % 1000000000);
@@ -379,6 +394,7 @@ static void *committer_main(void *arg)
             /* a write that was durable before a failure still succeeded */
             w->fn(w->cls, durable_is_durable(d, w->rev) ? 0 : err != 0 ? err : -EIO);
             free(w);
+            atomic_fetch_sub(&d->waiting, 1);
         }
 
         pthread_mutex_lock(&d->q_mu);
@@ -652,11 +668,50 @@ struct log_end {
     uint64_t valid; /* bytes of whole records (0: even the header is gone) */
     uint64_t size;  /* bytes in the file */
     uint64_t bytes; /* all live segments, after the cut */
+    /* segments left by a failed rotation (no record, revisions replayed elsewhere): removed */
+    uint64_t leftover[8];
+    size_t nleftover;
 };
+
+/* A segment header's length: a segment no longer than this holds no record. */
+#define LOG_HEADER_LEN (REC_HEADER + 9)
+
+/*
+ * The highest synced claim (wal.h) of the valid log records at or after
+ * 'from' whose revisions are at least 'min_rev'; *at and *at_rev name the
+ * record making it, *count how many valid records there are.
+ */
+static uint64_t later_claim(const struct mapped *m, size_t from, uint64_t min_rev, size_t *at,
+                            uint64_t *at_rev, size_t *count)
+{
+    uint64_t best = 0;
+    struct rec rec;
+
+    *at = SIZE_MAX;
+    *at_rev = 0;
+    *count = 0;
+    while ((from = rec_find_next(m->p, m->len, from, min_rev, min_rev + (UINT64_C(1) << 40))) !=
+           SIZE_MAX) {
+        if (rec_decode(m->p + from, m->len - from, &rec) != REC_OK)
+            break; /* rec_find_next returned it as valid: cannot happen */
+        if (rec.kind >= REC_POST && rec.kind <= REC_IMPORT) {
+            (*count)++;
+            if (rec.aux > best || *at == SIZE_MAX) {
+                best = rec.aux > best ? rec.aux : best;
+                *at = from;
+                *at_rev = rec.rev;
+            }
+        }
+        from += rec.len;
+    }
+    return best;
+}
 
 /*
  * Replays one segment into the loader. 'last': damage with nothing valid
- * after it is a torn tail (cut off), not corruption. Returns 0 or -1 ('err').
+ * after it is a torn tail (cut off), not corruption; so is, in a version 2
+ * segment, damage that no later record shows was synced (a power-loss
+ * hole). Returns 0 or -1 ('err').
  */
 static int replay_segment(struct recovery *r, uint64_t first, bool last, struct log_end *end)
 {
@@ -664,6 +719,7 @@ static int replay_segment(struct recovery *r, uint64_t first, bool last, struct 
     size_t i = r->nmaps;
     struct mapped *m;
     size_t off = 0;
+    uint64_t version = 0;
     int rc;
     const char *file;
 
@@ -691,15 +747,18 @@ static int replay_segment(struct recovery *r, uint64_t first, bool last, struct 
         enum rec_status st = rec_decode(m->p + off, m->len - off, &rec);
         bool header = off == 0;
         if (st == REC_OK && header &&
-            (rec.kind != REC_LOG_HEADER || rec.rev != first || rec.aux != REC_FORMAT_VERSION)) {
+            (rec.kind != REC_LOG_HEADER || rec.rev != first ||
+             (rec.aux != WAL_FORMAT_V1 && rec.aux != WAL_FORMAT_VERSION))) {
             snprintf(r->err, sizeof(r->err),
-                     "%s: offset 0: not a cairn log segment of this version starting at "
+                     "%s: offset 0: not a cairn log segment (version %d or %d) starting at "
                      "revision %" PRIu64,
-                     name, first);
+                     name, WAL_FORMAT_V1, WAL_FORMAT_VERSION, first);
             return -1;
         }
         if (st == REC_OK) {
-            if (!header && loader_feed(r->l, &rec, file, off, r->err, sizeof(r->err)) != 0) {
+            if (header)
+                version = rec.aux;
+            else if (loader_feed(r->l, &rec, file, off, r->err, sizeof(r->err)) != 0) {
                 if (!r->d->o.recover_truncate)
                     return -1;
                 warn_cb(r, r->err);
@@ -715,10 +774,35 @@ static int replay_segment(struct recovery *r, uint64_t first, bool last, struct 
                      r->d->dir, name, off, rec_status_str(st), m->len - off);
             break;
         }
-        snprintf(r->err, sizeof(r->err),
-                 "%s: offset %zu: damaged record (%s) in the middle of the log%s", name, off,
-                 rec_status_str(st),
-                 next != SIZE_MAX ? "; valid records follow it" : "; later segments follow");
+        if (last && version >= 2) {
+            /*
+             * Valid records follow. If none of them was appended after an
+             * fsync that covered this offset, these bytes may never have
+             * reached the disk while later pages did: a hole left by a power
+             * loss in the unsynced tail, of which nothing was acknowledged.
+             */
+            size_t at, count;
+            uint64_t at_rev;
+            uint64_t claim = later_claim(m, next, from, &at, &at_rev, &count);
+            if (claim <= off) {
+                log_warn("%s/%s: offset %zu: %s record followed by %zu bytes holding %zu valid "
+                         "records, none of them written after offset %zu was on stable storage: "
+                         "a hole left by a power loss in the unsynced end of the log; cut off "
+                         "from offset %zu, none of it was acknowledged",
+                         r->d->dir, name, off, rec_status_str(st), m->len - off, count, off, off);
+                break;
+            }
+            snprintf(r->err, sizeof(r->err),
+                     "%s: offset %zu: damaged record (%s) in data that was on stable storage "
+                     "(the record at offset %zu, revision %" PRIu64
+                     ", was written after the first %" PRIu64 " bytes were synced)",
+                     name, off, rec_status_str(st), at, at_rev, claim);
+        } else {
+            snprintf(r->err, sizeof(r->err),
+                     "%s: offset %zu: damaged record (%s) in the middle of the log%s", name, off,
+                     rec_status_str(st),
+                     next != SIZE_MAX ? "; valid records follow it" : "; later segments follow");
+        }
         if (!r->d->o.recover_truncate)
             return -1;
         warn_cb(r, r->err);
@@ -733,6 +817,48 @@ static int replay_segment(struct recovery *r, uint64_t first, bool last, struct 
         end->size = m->len;
     }
     end->bytes += last ? off : m->len;
+    return 0;
+}
+
+/* Bytes in segment 'first', or 0 when it cannot be stat'ed. */
+static uint64_t segment_size(int dirfd, uint64_t first)
+{
+    char name[WAL_NAME_MAX];
+    struct stat st;
+    wal_segment_name(name, first);
+    return fstatat(dirfd, name, &st, 0) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+/*
+ * Replays the segments after the snapshot, segs[0..n). Segments at the end
+ * that hold no record (empty, a torn header, a header alone) are set aside
+ * first: a rotation that failed after creating one left it behind and the
+ * appends went on in the segment before, whose unsynced end (torn, or with
+ * holes) is then the log's end. After the replay, such a segment is the
+ * place to append if it starts right after the last revision, and a
+ * leftover to remove if the revisions it would start at are already in the
+ * log. Returns 0 or -1 ('err').
+ */
+static int replay_log(struct recovery *r, const uint64_t *segs, size_t n, struct log_end *end)
+{
+    size_t real = n;
+    while (real > 0 && segment_size(r->d->dirfd, segs[real - 1]) <= LOG_HEADER_LEN)
+        real--;
+    for (size_t i = 0; i < real; i++)
+        if (replay_segment(r, segs[i], i + 1 == real, end) != 0)
+            return -1;
+    for (size_t i = real; i < n; i++) {
+        uint64_t at = loader_rev(r->l);
+        bool cut = end->have && end->valid < end->size;
+        if ((segs[i] <= at || (segs[i] == at + 1 && cut)) &&
+            end->nleftover < sizeof(end->leftover) / sizeof(end->leftover[0])) {
+            end->leftover[end->nleftover++] = segs[i];
+            continue;
+        }
+        /* the segment to append to, or a gap that replay_segment reports */
+        if (replay_segment(r, segs[i], i + 1 == n, end) != 0)
+            return -1;
+    }
     return 0;
 }
 
@@ -789,11 +915,9 @@ static int recover(struct durable *d, struct snap **out, struct log_end *end, ui
         if (fstatat(d->dirfd, name, &st, 0) == 0)
             end->bytes += (uint64_t)st.st_size; /* until cleanup() removes it */
     }
-    for (size_t i = k; i < nsegs; i++) {
-        if (replay_segment(&r, segs[i], i + 1 == nsegs, end) != 0) {
-            status = EX_DATAERR;
-            goto out;
-        }
+    if (replay_log(&r, segs + k, nsegs - k, end) != 0) {
+        status = EX_DATAERR;
+        goto out;
     }
     uint64_t t_read = now_usec();
     *out = loader_finish(r.l, r.err, sizeof(r.err));
@@ -906,8 +1030,20 @@ int durable_open(const struct durable_opts *o, struct durable **out)
     d->o.dir = d->dir;
     d->dirfd = d->lockfd = -1;
     d->q_tail = &d->q_head;
+    d->rec_max = REC_MAX;
+#ifdef CAIRN_FAULTS
+    /* tests: a small limit makes the 413 of an oversized record reachable */
+    const char *lim = getenv("CAIRN_RECORD_MAX");
+    if (lim != NULL && *lim != '\0')
+        d->rec_max = (size_t)strtoull(lim, NULL, 10);
+#endif
     pthread_mutex_init(&d->q_mu, NULL);
-    pthread_cond_init(&d->q_cond, NULL);
+    /* the periodic sync's timed wait: a wall-clock step must not stretch or skip it */
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&d->q_cond, &ca);
+    pthread_condattr_destroy(&ca);
     pthread_mutex_init(&d->s_mu, NULL);
     pthread_cond_init(&d->s_cond, NULL);
     buf_init(&d->enc, SIZE_MAX);
@@ -950,19 +1086,42 @@ int durable_open(const struct durable_opts *o, struct durable **out)
     atomic_store(&d->snap_rev, snap_rev);
     atomic_store(&d->durable_rev, rev);
 
-    /* the appender: continue the last segment, cut after its last whole record */
+    for (size_t i = 0; i < end.nleftover; i++) {
+        char name[WAL_NAME_MAX];
+        wal_segment_name(name, end.leftover[i]);
+        log_warn("%s/%s: a log segment holding no record, left by a failed rotation (its "
+                 "revisions are in the segment before it): removed",
+                 d->dir, name);
+        rc = io_unlinkat(d->dirfd, name, "log-unlink");
+        if (rc == 0 && i + 1 == end.nleftover)
+            rc = io_fsync_dir(d->dirfd, "log-unlink-dirsync");
+        if (rc != 0) {
+            log_err("%s/%s: cannot remove: %s", d->dir, name, errstr(rc, ebuf, sizeof(ebuf)));
+            status = EX_IOERR;
+            goto fail;
+        }
+    }
+    /*
+     * The appender: continue the last segment, cut after its last whole
+     * record. Synced either way: the records appended next claim all of it
+     * on stable storage (wal.h), and after a process crash some of it may
+     * still be only in the page cache.
+     */
     if (end.have) {
         char name[WAL_NAME_MAX];
         wal_segment_name(name, end.first);
-        if (end.valid < end.size) {
+        if (end.valid > 0 || end.size > 0) {
             int fd = io_openat(d->dirfd, name, O_WRONLY, 0600, "recover-open");
-            rc = fd < 0 ? fd : io_ftruncate(fd, (off_t)end.valid, "recover-truncate");
+            rc = fd < 0 ? fd : 0;
+            if (rc == 0 && end.valid < end.size)
+                rc = io_ftruncate(fd, (off_t)end.valid, "recover-truncate");
             if (rc == 0)
                 rc = io_fsync(fd, "recover-sync");
             if (fd >= 0)
                 io_close(fd);
             if (rc != 0) {
-                log_err("%s/%s: cannot cut off the torn tail: %s", d->dir, name,
+                log_err("%s/%s: cannot %s: %s", d->dir, name,
+                        end.valid < end.size ? "cut off the torn tail" : "sync the log",
                         errstr(rc, ebuf, sizeof(ebuf)));
                 status = EX_IOERR;
                 goto fail;

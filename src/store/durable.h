@@ -40,6 +40,7 @@ struct durable_opts {
     uint64_t interval_ms;
     uint64_t compact_bytes;
     bool recover_truncate;  /* accept losing damaged records instead of refusing to start */
+    uint64_t max_pending;   /* writes waiting for the committer at most (0: no bound) */
     bool no_close_snapshot; /* tests: durable_close() only syncs the log */
 };
 
@@ -65,6 +66,15 @@ struct store *durable_store(struct durable *d);
  */
 bool durable_begin(struct durable *d);
 void durable_end(struct durable *d);
+
+/*
+ * True when 'max_pending' writes already wait for the committer (queued for
+ * their fsync, or between durable_begin and durable_wait): refuse the write
+ * with 503 + Retry-After before store_write, so it changes nothing. Counted
+ * in store_writes_busy. Checked without a lock: the bound may be passed by
+ * the number of worker threads.
+ */
+bool durable_busy(struct durable *d);
 
 /* True when a writer must wait for its revision (sync = always). */
 bool durable_must_wait(const struct durable *d);

@@ -107,6 +107,7 @@ static uint64_t crash_after;
 static char crash_label[32];
 static uint64_t crash_label_k;
 static bool keep_random;
+static bool keep_pages; /* CAIRN_CRASH_KEEP=pages */
 static uint64_t rng = 88172645463325252ull;
 static char fail_label[32];
 static uint64_t fail_k, fail_calls;
@@ -151,6 +152,8 @@ void io_init(int dirfd)
     }
     if ((s = getenv("CAIRN_CRASH_KEEP")) != NULL && strcmp(s, "random") == 0)
         keep_random = true;
+    if (s != NULL && strcmp(s, "pages") == 0)
+        keep_random = keep_pages = true;
     if ((s = getenv("CAIRN_CRASH_SEED")) != NULL && *s != '\0')
         rng = strtoull(s, NULL, 10) * 2654435761u + 1;
     if ((s = getenv("CAIRN_IO_DELAY")) != NULL && *s != '\0') {
@@ -238,21 +241,52 @@ static void add_op(enum dirop_kind kind, const char *a, const char *b, const cha
     nops++;
 }
 
+/*
+ * CAIRN_CRASH_KEEP=pages: write-back is per page and in no order, so of the
+ * unsynced pages in [durable, keep) each one independently reached the disk
+ * or did not: then its unsynced bytes read as zeros (a block never written)
+ * or as stale bytes (a block that held something else). Bytes before
+ * 'durable' in the same page were synced and stay.
+ */
+static void drop_pages(int fd, off_t durable, off_t keep)
+{
+    enum { PAGE = 4096 };
+    unsigned char junk[PAGE];
+
+    for (off_t page = durable / PAGE * PAGE; page < keep; page += PAGE) {
+        if (next_rand() % 2 == 0)
+            continue; /* this page was written back */
+        off_t from = page > durable ? page : durable;
+        off_t to = page + PAGE < keep ? page + PAGE : keep;
+        bool stale = next_rand() % 2 == 0;
+        for (off_t k = 0; k < to - from; k++)
+            junk[k] = stale ? (unsigned char)(next_rand() >> 24) : 0;
+        if (pwrite(fd, junk, (size_t)(to - from), from) != to - from)
+            _exit(99);
+    }
+}
+
 /* The simulated power loss: runs with 'mu' held, never returns. */
 static _Noreturn void crash(const char *what)
 {
     char msg[256];
     int n;
+    long long unsynced = 0;
 
     for (size_t i = 0; i < MAX_FILES; i++) {
         struct tracked *t = &files[i];
         if (!t->used || t->size <= t->durable)
             continue;
+        unsynced += (long long)(t->size - t->durable);
         off_t keep = t->durable;
-        if (keep_random)
+        if (keep_pages && next_rand() % 2 == 0)
+            keep = t->size; /* the new size reached the disk, the pages maybe not */
+        else if (keep_random)
             keep += (off_t)(next_rand() % (uint64_t)(t->size - t->durable + 1));
         int fd = openat(data_dirfd, t->name, O_WRONLY | O_CLOEXEC);
         if (fd >= 0) {
+            if (keep_pages)
+                drop_pages(fd, t->durable, keep);
             if (ftruncate(fd, keep) != 0)
                 _exit(99);
             close(fd);
@@ -286,8 +320,10 @@ static _Noreturn void crash(const char *what)
             break;
         }
     }
-    n = snprintf(msg, sizeof(msg), "iofault: simulated power loss at I/O call %llu (%s)\n",
-                 (unsigned long long)calls, what);
+    n = snprintf(msg, sizeof(msg),
+                 "iofault: simulated power loss at I/O call %llu (%s); %lld bytes were not "
+                 "synced\n",
+                 (unsigned long long)calls, what, unsynced);
     if (write(2, msg, (size_t)n) < 0) {
         /* nothing to do: we are going down either way */
     }

@@ -27,6 +27,10 @@
  *                            with probability 3/4, a create or rename 1/4):
  *                            they need not persist in order;
  *                            CAIRN_CRASH_SEED seeds it
+ *   CAIRN_CRASH_KEEP=pages   the same, and of the unsynced bytes kept, each
+ *                            4 KiB page independently reached the disk or
+ *                            reads as zeros or stale bytes: holes with valid
+ *                            pages after them, not only a shorter suffix
  *   CAIRN_IO_FAIL=LABEL:K:ERR  the Kth call whose label starts with LABEL fails
  *                            with errno ERR (a number or ENOSPC/EIO/EROFS)
  *                            without doing anything; "K+" fails it and every

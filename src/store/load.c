@@ -191,6 +191,8 @@ struct loader {
     struct entry *singles;
     size_t nsingles, capsingles;
     struct arena arena;
+    /* the name of the last log record found (index + 1, 0: none): most records repeat it */
+    size_t last_name, last_len;
 };
 
 static const char *entry_key(const void *ctx, uint32_t idx, size_t *len)
@@ -236,6 +238,7 @@ static void clear(struct loader *l)
     for (size_t i = 0; i < l->nsingles; i++)
         entry_cleanup(&l->singles[i]);
     l->ncolls = l->nsingles = l->nnames = 0;
+    l->last_name = 0;
     free(l->name_idx.s);
     memset(&l->name_idx, 0, sizeof(l->name_idx));
     l->snap_coll = NULL;
@@ -383,21 +386,28 @@ static bool name_ok(const char *p, size_t n)
     return store_name_valid(tmp);
 }
 
+/* The canonical decimal form of an int64 >= 0 ("7", not "07", "+7" or "-0"). */
+static bool int_key_ok(const char *p, size_t n)
+{
+    static const char max[] = "9223372036854775807";
+    if (n == 0 || n > sizeof(max) - 1 || (n > 1 && p[0] == '0'))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (p[i] < '0' || p[i] > '9')
+            return false;
+    return n < sizeof(max) - 1 || memcmp(p, max, n) <= 0;
+}
+
 static bool key_ok(const char *p, size_t n, bool int_id)
 {
     char tmp[STORE_ID_MAX + 1];
+    if (int_id)
+        return int_key_ok(p, n); /* digits only: a valid id too, without a copy and strtoll */
     if (n == 0 || n > STORE_ID_MAX)
         return false;
     memcpy(tmp, p, n);
     tmp[n] = '\0';
-    if (!store_id_valid(tmp))
-        return false;
-    if (int_id) {
-        int64_t v;
-        if ((n > 1 && p[0] == '0') || parse_i64(tmp, 0, INT64_MAX, &v) != 0)
-            return false;
-    }
-    return true;
+    return store_id_valid(tmp);
 }
 
 /* A record that does not apply: an error, or with 'lenient' a warning and 1 (skip it). */
@@ -489,9 +499,18 @@ static int apply_log(struct loader *l, const struct rec *r, const char *file, ui
 
     if (r->kind == REC_IMPORT)
         return apply_import(l, r, file, off, err, errlen);
-    if (!name_ok(r->name, r->name_len))
-        return fail(err, errlen, file, off, "record names an invalid collection or resource");
-    nm = find_name(l, r->name, r->name_len);
+    if (l->last_name != 0 && l->last_len == r->name_len &&
+        memcmp(l->names[l->last_name - 1].name, r->name, r->name_len) == 0) {
+        nm = &l->names[l->last_name - 1]; /* checked when it was first seen */
+    } else {
+        if (!name_ok(r->name, r->name_len))
+            return fail(err, errlen, file, off, "record names an invalid collection or resource");
+        nm = find_name(l, r->name, r->name_len);
+        if (nm != NULL) {
+            l->last_name = (size_t)(nm - l->names) + 1;
+            l->last_len = r->name_len;
+        }
+    }
     if (doc_kind) {
         struct lcoll *c;
         struct entry *e;

@@ -34,7 +34,7 @@ static int write_header(int fd, uint64_t first)
 {
     struct buf b;
     struct rec h = {.rev = first,
-                    .aux = REC_FORMAT_VERSION,
+                    .aux = WAL_FORMAT_VERSION,
                     .kind = REC_LOG_HEADER,
                     .name = "cairn-log",
                     .name_len = 9};
@@ -72,12 +72,20 @@ int wal_open(struct wal *w, int dirfd, uint64_t first, uint64_t end, uint64_t la
         }
         end = (uint64_t)n;
         bytes += (uint64_t)n;
+        /* records will claim the header synced (wal.h): make it so */
+        int rc = io_fsync(fd, "log-create-sync");
+        if (rc != 0) {
+            io_close(fd);
+            return rc;
+        }
     }
     init_locks(w);
     w->dirfd = dirfd;
     w->fd = fd;
     w->first = first;
     w->end = end;
+    atomic_store(&w->appended, end);
+    atomic_store(&w->synced_end, end); /* the caller's promise, or the header just fsynced */
     atomic_store(&w->last_rev, last_rev);
     atomic_store(&w->bytes, bytes);
     return 0;
@@ -100,7 +108,13 @@ static int create_segment(int dirfd, uint64_t first, uint64_t *end)
         rc = io_fsync_dir(dirfd, "log-create-dirsync");
     if (rc != 0) {
         io_close(fd);
-        io_unlinkat(dirfd, name, "log-unlink");
+        /*
+         * Durably gone, or a power loss could bring back a segment that
+         * holds no record after the one the appends went on in (recovery
+         * copes with that too: "Holes" in docs/DURABILITY.md).
+         */
+        if (io_unlinkat(dirfd, name, "log-unlink") == 0)
+            io_fsync_dir(dirfd, "log-unlink-dirsync");
         return rc;
     }
     *end = (uint64_t)n;
@@ -118,6 +132,8 @@ int wal_create(struct wal *w, int dirfd, uint64_t first, uint64_t last_rev, uint
     w->fd = fd;
     w->first = first;
     w->end = end;
+    atomic_store(&w->appended, end);
+    atomic_store(&w->synced_end, end); /* create_segment fsynced the header */
     atomic_store(&w->last_rev, last_rev);
     atomic_store(&w->bytes, bytes + end);
     return 0;
@@ -135,6 +151,7 @@ int wal_append(struct wal *w, const void *p, size_t n, uint64_t rev, bool *clean
         return rc;
     }
     w->end += n;
+    atomic_store_explicit(&w->appended, w->end, memory_order_release);
     atomic_fetch_add(&w->bytes, n);
     atomic_store_explicit(&w->last_rev, rev, memory_order_release);
     return 0;
@@ -145,9 +162,13 @@ int wal_sync(struct wal *w, uint64_t *synced)
     pthread_mutex_lock(&w->fd_lock);
     /* every record up to this revision was written to this fd (older segments were synced) */
     uint64_t rev = atomic_load_explicit(&w->last_rev, memory_order_acquire);
+    /* and every byte up to here (appended before last_rev was stored) */
+    uint64_t end = atomic_load_explicit(&w->appended, memory_order_acquire);
     int rc = w->sync_failed ? -EIO : io_fdatasync(w->fd, "log-sync");
     if (rc != 0)
         w->sync_failed = true;
+    else if (end > atomic_load(&w->synced_end))
+        atomic_store(&w->synced_end, end);
     pthread_mutex_unlock(&w->fd_lock);
     if (rc == 0)
         *synced = rev;
@@ -182,10 +203,17 @@ int wal_rotate(struct wal *w, uint64_t first)
     w->fd = fd;
     w->first = first;
     w->end = end;
+    atomic_store(&w->appended, end);
+    atomic_store(&w->synced_end, end);
     atomic_fetch_add(&w->bytes, end);
     pthread_mutex_unlock(&w->fd_lock);
     io_close(old);
     return 0;
+}
+
+uint64_t wal_synced_end(struct wal *w)
+{
+    return atomic_load(&w->synced_end);
 }
 
 bool wal_sync_failed(struct wal *w)

@@ -23,11 +23,28 @@
 
 #define WAL_NAME_MAX 40
 
+/*
+ * Segment format versions (the header's aux). Version 2 records carry in
+ * their aux the segment offset known to be on stable storage when they were
+ * appended (the "synced claim", docs/DURABILITY.md "Holes"); version 1
+ * records carry 0 and get the strict rule (any damage before a valid record
+ * is damage). Both are read; new segments are written as version 2.
+ */
+#define WAL_FORMAT_V1 1
+#define WAL_FORMAT_VERSION 2
+
 struct wal {
     int dirfd;
     int fd;                    /* the current segment, open for writing; -1 when closed */
     uint64_t first;            /* its first revision */
     uint64_t end;              /* its length: every byte before is a whole record */
+    _Atomic uint64_t appended; /* = end, for the syncing thread */
+    /*
+     * Bytes of the current segment known to be on stable storage: the
+     * 'appended' of the last fdatasync that succeeded (the header's end for a
+     * new segment). Every record appended carries it (wal_synced_end).
+     */
+    _Atomic uint64_t synced_end;
     _Atomic uint64_t last_rev; /* revision of the last record appended */
     _Atomic uint64_t bytes;    /* bytes in all live segments (what a snapshot would free) */
     pthread_mutex_t fd_lock;
@@ -47,9 +64,10 @@ bool wal_parse_name(const char *name, uint64_t *first);
 
 /*
  * Makes 'w' append to segment 'first' (an existing file whose valid part is
- * 'end' bytes long; 0 means a header is written first). 'last_rev' is the
- * revision of its last record (or the one before 'first'), 'bytes' the size
- * of all live segments. Returns 0 or a negative errno.
+ * 'end' bytes long and already on stable storage; 0 means a header is
+ * written and fsynced first). 'last_rev' is the revision of its last record
+ * (or the one before 'first'), 'bytes' the size of all live segments.
+ * Returns 0 or a negative errno.
  */
 int wal_open(struct wal *w, int dirfd, uint64_t first, uint64_t end, uint64_t last_rev,
              uint64_t bytes);
@@ -76,6 +94,9 @@ int wal_sync(struct wal *w, uint64_t *synced);
  * (which must be last_rev + 1). On failure the current segment stays.
  */
 int wal_rotate(struct wal *w, uint64_t first);
+
+/* The synced claim for the next record (writer mutex held): see 'synced_end'. */
+uint64_t wal_synced_end(struct wal *w);
 
 /* True once an fdatasync of the log failed: every later sync fails too (fail-stop). */
 bool wal_sync_failed(struct wal *w);

@@ -379,3 +379,69 @@ def test_eio_on_the_snapshot_rotation_sync_is_fail_stop():
         assert du.stop_traced(d) == 0
     finally:
         d.cleanup()
+
+
+def test_oversized_record_is_413_and_changes_nothing():
+    """A write whose log record would pass the record limit can never be logged: 413, not
+    the 503 of a failing disk. The FAULTS build's CAIRN_RECORD_MAX lowers the 1 GiB limit."""
+    d = du.make_daemon(binary=cairn.FAULTS_BINARY, settings=_always(),
+                       env={"CAIRN_RECORD_MAX": "2048"})
+    try:
+        d.start()
+        assert d.request("POST", "/v1/big", {"id": 1, "t": "x" * 100}).status == 201
+        rev = d.stats()["gauges"]["store_revision"]
+        for method, path in (("POST", "/v1/big"), ("PUT", "/v1/big/1"), ("PUT", "/v1/one")):
+            r = d.request(method, path, {"t": "x" * 3000})
+            doc = cairn.problem(r, 413)
+            assert "record limit" in doc["detail"] and "nothing changed" in doc["detail"], doc
+        assert d.stats()["gauges"]["store_revision"] == rev
+        assert d.get("/v1/big/1").json()["t"] == "x" * 100
+        assert d.request("POST", "/v1/big", {"t": "small"}).status == 201  # writes go on
+        assert d.get("/readyz").status == 200
+        assert d.stop() == 0
+    finally:
+        d.cleanup()
+
+
+def test_pending_writes_are_bounded_503_retry_after():
+    """Past store.max_pending_writes writes waiting for the committer (here behind a 300 ms
+    fsync), a write gets 503 problem+json with Retry-After, changes nothing and is counted."""
+    d = du.make_daemon(binary=cairn.FAULTS_BINARY,
+                       settings=_always({"threads": 2, "store.max_pending_writes": 4}),
+                       env={"CAIRN_IO_DELAY": "log-sync:300000"})
+    try:
+        d.start()
+        s0 = d.stats()
+        results = []
+        lock = threading.Lock()
+
+        def writer(i):
+            r = d.request("POST", "/v1/q", {"i": i})
+            with lock:
+                results.append(r)
+
+        ts = [threading.Thread(target=writer, args=(i,)) for i in range(24)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(30)
+        ok = [r for r in results if r.status == 201]
+        busy = [r for r in results if r.status == 503]
+        assert len(ok) + len(busy) == 24, [r.status for r in results]
+        assert ok and busy, (len(ok), len(busy))
+        for r in busy:
+            doc = cairn.problem(r, 503)
+            assert r.headers["retry-after"] == "1", r.headers
+            assert "max_pending_writes" in doc["detail"] and "nothing changed" in doc["detail"]
+        s1 = d.stats()
+        assert (s1["counters"]["store_writes_busy"] - s0["counters"]["store_writes_busy"]
+                == len(busy))
+        # nothing changed: one revision per 201, and the list holds exactly those docs
+        assert s1["gauges"]["store_revision"] - s0["gauges"]["store_revision"] == len(ok)
+        assert sorted(x["i"] for x in d.get("/v1/q").json()) == \
+            sorted(r.json()["i"] for r in ok)
+        assert b"cairn_store_writes_busy_total %d" % len(busy) in d.get("/metrics").body
+        assert d.request("POST", "/v1/q", {"i": "later"}).status == 201  # nothing stuck
+        assert d.stop() == 0
+    finally:
+        d.cleanup()

@@ -221,6 +221,12 @@ static void cb(void *cls, int err, uint64_t rev, uint64_t bytes, uint64_t usec)
     atomic_store((atomic_int *)cls, err == 0 ? 1 : -1);
 }
 
+/*
+ * The first child_synced writes of the next child_writes are each fdatasynced,
+ * as under sync = always with one writer; the rest are only appended.
+ */
+static int child_synced;
+
 /* In a child: open 'dir', run 'n' random writes (snapshot after 'snap_at' if > 0), crash. */
 static void child_writes(const char *dir, int n, int snap_at, uint64_t seed, const char *dump_path)
 {
@@ -241,6 +247,8 @@ static void child_writes(const char *dir, int n, int snap_at, uint64_t seed, con
     rng_state = seed;
     for (int i = 0; i < n; i++) {
         random_write(durable_store(d), i);
+        if (i < child_synced && durable_sync_now(d) != 0)
+            _exit(2);
         if (i + 1 == snap_at) {
             atomic_int done = 0;
             durable_snapshot(d, cb, &done);
@@ -499,15 +507,26 @@ static void test_compaction_by_size(void)
 
 /* ---- torn and corrupt logs ---- */
 
-/* A dir holding only log.1 with 'n' records from a crashed child; returns the log's bytes. */
-static char *crashed_log(char *dir, size_t dirlen, int n, size_t *len)
+/*
+ * A dir holding only log.1 with 'n' records from a crashed child, the first
+ * 'synced' of them fdatasynced one by one; returns the log's bytes.
+ */
+static char *crashed_log_synced(char *dir, size_t dirlen, int n, int synced, size_t *len)
 {
     char dp[160], path[200];
     new_dir(dir, dirlen, "torn");
     snprintf(dp, sizeof(dp), "%s.dump", dir);
+    child_synced = synced;
     child_writes(dir, n, 0, 4242, dp);
+    child_synced = 0;
     snprintf(path, sizeof(path), "%s/log.%020d", dir, 1);
     return slurp(path, len);
+}
+
+/* The same with every record synced (sync = always): damage anywhere but the end is damage. */
+static char *crashed_log(char *dir, size_t dirlen, int n, size_t *len)
+{
+    return crashed_log_synced(dir, dirlen, n, n, len);
 }
 
 /* Writes 'p' as the only file of a fresh dir; returns the dir. */
@@ -603,6 +622,227 @@ static void test_flipped_byte_in_middle_record_refuses(void)
         }
     }
     free(log);
+}
+
+static uint64_t rev_at(const char *p, size_t len, size_t off)
+{
+    struct rec r;
+    CHECK(rec_decode(p + off, len - off, &r) == REC_OK);
+    return r.rev;
+}
+
+/* Rewrites a log as format version 1: header version 1, every record's synced claim 0. */
+static void make_v1(char *p, size_t len)
+{
+    size_t off = 0;
+    struct rec r;
+    while (off < len && rec_decode(p + off, len - off, &r) == REC_OK) {
+        rec_put_u64((unsigned char *)p + off + 16, off == 0 ? WAL_FORMAT_V1 : 0);
+        uint32_t crc = crc32c(0, p + off + 4, r.len - 4);
+        for (int i = 0; i < 4; i++)
+            p[off + i] = (char)(crc >> (8 * i));
+        off += r.len;
+    }
+}
+
+/* The index of the first record that no later record claims synced (wal.h). */
+static size_t first_unsynced(const char *p, size_t len, const size_t *offs, size_t n)
+{
+    uint64_t claim = 0;
+    struct rec r;
+    for (size_t i = 1; i < n; i++)
+        if (rec_decode(p + offs[i], len - offs[i], &r) == REC_OK && r.aux > claim)
+            claim = r.aux;
+    for (size_t i = 1; i < n; i++)
+        if (offs[i] >= claim)
+            return i;
+    return n;
+}
+
+/* [from, to) of 'p' lost by a power loss: zeros, or stale bytes when 'stale'. */
+static void punch(char *p, size_t from, size_t to, bool stale)
+{
+    for (size_t i = from; i < to; i++)
+        p[i] = stale ? (char)(rnd() >> 11) : 0;
+}
+
+/* Starts a copy of log 'p' (len bytes); returns the status and, on success, the revision. */
+static int start_log(const char *p, size_t len, uint64_t *rev, size_t *size_after)
+{
+    char cdir[128], path[200];
+    int status;
+    struct stat st;
+    dir_with_log(cdir, sizeof(cdir), p, len);
+    struct durable *d = open_dir(cdir, DURABLE_SYNC_NONE, 0, &status);
+    *rev = d != NULL ? open_rev(d) : 0;
+    durable_close(d);
+    snprintf(path, sizeof(path), "%s/log.%020d", cdir, 1);
+    *size_after = stat(path, &st) == 0 ? (size_t)st.st_size : 0;
+    rmdir_files(cdir);
+    return status;
+}
+
+static void test_hole_in_unsynced_tail_is_cut(void)
+{
+    char dir[128];
+    size_t len, offs[20001] = {0}, after;
+    uint64_t rev;
+    /* 35 writes fdatasynced one by one, then 35 only appended (not acknowledged) */
+    char *log = crashed_log_synced(dir, sizeof(dir), 70, 35, &len);
+    char *work = xmalloc(len);
+    size_t n = record_offsets(log, len, offs, 20000);
+    size_t u = first_unsynced(log, len, offs, n);
+    printf("# %zu records, the first unsynced is %zu\n", n, u);
+    CHECK(n > 30 && u > 10 && u + 12 < n);
+    offs[n] = len;
+    quick_close = true;
+    rng_state = 31;
+    /* a hole over one unsynced record, over several, up to the last one; zeros or stale bytes */
+    const size_t holes[][2] = {{u, u + 1}, {u + 3, u + 7}, {u + 1, n - 2}, {n - 2, n - 1}};
+    for (size_t h = 0; h < sizeof(holes) / sizeof(holes[0]); h++) {
+        for (int stale = 0; stale < 2; stale++) {
+            size_t from = offs[holes[h][0]], to = offs[holes[h][1]];
+            memcpy(work, log, len);
+            punch(work, from + (stale ? 0 : 3), to - 1, stale != 0);
+            CHECK(start_log(work, len, &rev, &after) == 0);
+            CHECK(rev == rev_at(log, len, offs[holes[h][0] - 1])); /* the writes before it */
+            CHECK(after == from);                                  /* cut at the hole */
+        }
+    }
+    /* damage in what later records show was synced: 65, whatever follows */
+    const size_t synced[] = {1, u / 2, u - 1};
+    for (size_t k = 0; k < sizeof(synced) / sizeof(synced[0]); k++) {
+        memcpy(work, log, len);
+        punch(work, offs[synced[k]] + 5, offs[synced[k]] + 6, true);
+        work[offs[synced[k]] + 5] ^= 0x55;
+        CHECK(start_log(work, len, &rev, &after) == EX_DATAERR);
+        CHECK(after == len); /* untouched */
+    }
+    /* a version 1 log has no claims: any damage before a valid record stays damage */
+    memcpy(work, log, len);
+    make_v1(work, len);
+    CHECK(start_log(work, len, &rev, &after) == 0 && rev == rev_at(log, len, offs[n - 1]));
+    punch(work, offs[u + 2], offs[u + 3], false);
+    CHECK(start_log(work, len, &rev, &after) == EX_DATAERR && after == len);
+    quick_close = false;
+    free(work);
+    free(log);
+}
+
+/* Writes the file log.<first> in 'dir': 0 bytes, 20 (a torn header), or a whole header alone. */
+static void leftover_segment(const char *dir, uint64_t first, int variant)
+{
+    char path[200];
+    struct buf b;
+    struct rec h = {.rev = first,
+                    .aux = WAL_FORMAT_VERSION,
+                    .kind = REC_LOG_HEADER,
+                    .name = "cairn-log",
+                    .name_len = 9};
+    buf_init(&b, SIZE_MAX);
+    rec_encode(&b, &h);
+    snprintf(path, sizeof(path), "%s/log.%020" PRIu64, dir, first);
+    spit(path, b.data, variant == 0 ? 0 : variant == 1 ? 20 : b.len);
+    buf_cleanup(&b);
+}
+
+static void test_leftover_segment_of_a_failed_rotation(void)
+{
+    char dir[128], cdir[128], path[200];
+    size_t len, offs[20000] = {0};
+    int status;
+    struct stat st;
+    char *log = crashed_log_synced(dir, sizeof(dir), 70, 35, &len);
+    char *work = xmalloc(len);
+    size_t n = record_offsets(log, len, offs, 20000);
+    size_t u = first_unsynced(log, len, offs, n);
+    CHECK(n > 30 && u > 10 && u + 12 < n);
+    uint64_t last = rev_at(log, len, offs[n - 1]);
+    quick_close = true;
+    for (int variant = 0; variant < 3; variant++) {
+        for (int holed = 0; holed < 2; holed++) {
+            /* a rotation after record 10 failed; its segment came back after the power loss */
+            for (int late = 0; late < 1 + holed; late++) {
+                uint64_t first = rev_at(log, len, offs[late ? u + 1 : u / 2]) + 1;
+                memcpy(work, log, len);
+                if (holed)
+                    punch(work, offs[u + 2], offs[u + 3], false);
+                dir_with_log(cdir, sizeof(cdir), work, len);
+                leftover_segment(cdir, first, variant);
+                struct durable *d = open_dir(cdir, DURABLE_SYNC_NONE, 0, &status);
+                CHECK(status == 0 && d != NULL);
+                uint64_t want = holed ? rev_at(log, len, offs[u + 1]) : last;
+                CHECK(d == NULL || open_rev(d) == want);
+                snprintf(path, sizeof(path), "%s/log.%020" PRIu64, cdir, first);
+                CHECK(stat(path, &st) != 0); /* removed */
+                if (d != NULL) {
+                    struct store_op op = {.kind = STORE_POST, .name = "after"};
+                    struct store_res res;
+                    json_t *j = J("{\"x\":1}");
+                    op.body = j;
+                    store_write(durable_store(d), &op, &res);
+                    CHECK(res.code == STORE_CREATED && res.rev == want + 1);
+                    store_res_cleanup(&res);
+                    json_decref(j);
+                }
+                durable_close(d);
+                d = open_dir(cdir, DURABLE_SYNC_NONE, 0, &status); /* and again: clean */
+                CHECK(status == 0 && d != NULL && open_rev(d) == want + 1);
+                durable_close(d);
+                rmdir_files(cdir);
+            }
+        }
+    }
+    quick_close = false;
+    free(work);
+    free(log);
+}
+
+/* Starts a log of one POST to "c" of 'id' (an integer id when 'int_id'); returns the status. */
+static int start_one_post(const char *id, bool int_id, const char *doc)
+{
+    char cdir[128];
+    int status;
+    struct buf b;
+    struct rec h = {.rev = 1,
+                    .aux = WAL_FORMAT_VERSION,
+                    .kind = REC_LOG_HEADER,
+                    .name = "cairn-log",
+                    .name_len = 9};
+    struct rec r = {.rev = 1,
+                    .kind = REC_POST,
+                    .flags = int_id ? REC_F_INT_ID : 0,
+                    .name = "c",
+                    .name_len = 1,
+                    .id = id,
+                    .id_len = strlen(id),
+                    .data = doc,
+                    .data_len = strlen(doc)};
+    buf_init(&b, SIZE_MAX);
+    rec_encode(&b, &h);
+    rec_encode(&b, &r);
+    dir_with_log(cdir, sizeof(cdir), b.data, b.len);
+    buf_cleanup(&b);
+    struct durable *d = open_dir(cdir, DURABLE_SYNC_NONE, 0, &status);
+    durable_close(d);
+    rmdir_files(cdir);
+    return status;
+}
+
+static void test_replayed_keys_are_checked(void)
+{
+    quick_close = true;
+    CHECK(start_one_post("0", true, "{\"id\":0}") == 0);
+    CHECK(start_one_post("9223372036854775807", true, "{\"id\":9223372036854775807}") == 0);
+    CHECK(start_one_post("k-1.x_~", false, "{\"id\":\"k-1.x_~\"}") == 0);
+    CHECK(start_one_post("9223372036854775808", true, "{\"id\":1}") == EX_DATAERR);
+    CHECK(start_one_post("07", true, "{\"id\":7}") == EX_DATAERR);
+    CHECK(start_one_post("-0", true, "{\"id\":0}") == EX_DATAERR);
+    CHECK(start_one_post("+7", true, "{\"id\":7}") == EX_DATAERR);
+    CHECK(start_one_post("", true, "{\"id\":0}") == EX_DATAERR);
+    CHECK(start_one_post("a/b", false, "{\"id\":\"a/b\"}") == EX_DATAERR);
+    CHECK(start_one_post("..", false, "{\"id\":\"..\"}") == EX_DATAERR);
+    quick_close = false;
 }
 
 static void test_recover_truncate_drops_damaged_record(void)
@@ -840,6 +1080,12 @@ int main(int argc, char **argv)
          test_flipped_byte_in_last_record},
         {"corrupt log: a flipped byte in a middle record or the header -> 65, file untouched",
          test_flipped_byte_in_middle_record_refuses},
+        {"power-loss hole in the unsynced tail -> start, cut there; damage in synced data -> 65",
+         test_hole_in_unsynced_tail_is_cut},
+        {"an empty segment left by a failed rotation is removed, the tail before it cut",
+         test_leftover_segment_of_a_failed_rotation},
+        {"replayed keys: canonical integer ids and valid string ids only",
+         test_replayed_keys_are_checked},
         {"--recover-truncate drops a damaged middle record and leaves a clean dir",
          test_recover_truncate_drops_damaged_record},
         {"damaged or missing snapshot -> 65", test_damaged_or_missing_snapshot_refuses},
