@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,8 +143,8 @@ static enum result parse_if_match(const char *h, struct store_op *op, struct rep
             p++;
         if (ok && !weak) {
             if (op->n_if_match == STORE_IF_MATCH_MAX)
-                return reply_fail(reply, RES_BAD_REQUEST,
-                                  "If-Match lists more than %d entity tags", STORE_IF_MATCH_MAX);
+                return reply_fail(reply, RES_BAD_REQUEST, "If-Match lists more than %d entity tags",
+                                  STORE_IF_MATCH_MAX);
             op->if_match[op->n_if_match++] = v;
         }
         while (*p != '\0' && *p != ',')
@@ -303,8 +304,8 @@ static enum result do_write(struct request *req, struct reply *reply, enum store
         json_decref(body);
         return reply_fail(reply, RES_UNAVAILABLE, "writes are refused: %s", why);
     }
+    op.take_body = body != NULL; /* the store keeps the parsed body: no deep copy */
     store_write(store, &op, &res);
-    json_decref(body);
     rc = write_reply(req, reply, &res, op.name);
     bool written = res.code == STORE_OK || res.code == STORE_CREATED;
     uint64_t rev = res.rev;
@@ -534,13 +535,54 @@ static enum result post_snapshot(struct request *req, struct reply *reply)
 
 /* ---- start-up: seed file and --import ---- */
 
+/*
+ * Reads all of 'path' into 'b' (unbounded: the operator's own file). 0, or an
+ * errno value with nothing kept.
+ */
+static int read_whole(const char *path, struct buf *b)
+{
+    char chunk[65536];
+    int rc = 0;
+    FILE *f = fopen(path, "rb");
+
+    if (f == NULL)
+        return errno;
+    buf_init(b, SIZE_MAX);
+    for (;;) {
+        size_t n = fread(chunk, 1, sizeof(chunk), f);
+        if (n > 0)
+            buf_append(b, chunk, n);
+        if (n < sizeof(chunk))
+            break;
+    }
+    if (ferror(f))
+        rc = errno != 0 ? errno : EIO;
+    fclose(f);
+    if (rc != 0)
+        buf_cleanup(b);
+    return rc;
+}
+
+/*
+ * Imports a db.json. The file is read in one go and parsed from memory:
+ * json_load_file() reads with one locked getc() per byte, a third of the time
+ * of a 100 MB import. The parsed tree is given to the store (no deep copy),
+ * and the heap that the parse and the import freed goes back to the kernel.
+ */
 static int load_file(const char *path, bool only_if_empty)
 {
     json_error_t err;
-    json_t *db = json_load_file(path, 0, &err);
+    struct buf text;
+    int e = read_whole(path, &text);
+    if (e != 0) {
+        log_err("%s: cannot load db.json: %s", path, strerror(e));
+        return e == ENOENT || e == EACCES || e == ENOTDIR ? EX_NOINPUT : EX_IOERR;
+    }
+    json_t *db = json_loadb(text.data != NULL ? text.data : "", text.len, 0, &err);
+    buf_cleanup(&text);
     if (db == NULL) {
         log_err("%s:%d:%d: cannot load db.json: %s", path, err.line, err.column, err.text);
-        return json_error_code(&err) == json_error_cannot_open_file ? EX_NOINPUT : EX_DATAERR;
+        return EX_DATAERR;
     }
     struct snap *cur = store_acquire(store);
     bool empty = snap_ncolls(cur) == 0 && snap_nsingles(cur) == 0;
@@ -554,8 +596,9 @@ static int load_file(const char *path, bool only_if_empty)
     memset(&op, 0, sizeof(op));
     op.kind = STORE_IMPORT;
     op.body = db;
+    op.take_body = true;
     store_write(store, &op, &res);
-    json_decref(db);
+    malloc_trim(0);
     int rc = 0;
     if (res.code != STORE_OK && res.code != STORE_CREATED) {
         log_err("%s: cannot import: %s", path, res.msg);
@@ -582,6 +625,7 @@ static int collections_init(const struct config *cfg)
     if (rc != 0)
         return rc;
     store = durable_store(durable);
+    malloc_trim(0); /* recovery's parse buffers and freed records */
     if (import_path != NULL)
         rc = load_file(import_path, false);
     else if (cfg->seed_file[0] != '\0')

@@ -573,7 +573,7 @@ static enum store_result do_patch_single(const struct snap *cur, const struct st
  * string colliding with an explicit one (p < 2^-100) is reported as a repeat.
  * Built in bulk: 2 nodes per doc instead of two O(log n) path copies.
  */
-static struct coll *import_coll(const char *name, const json_t *arr, uint64_t rev,
+static struct coll *import_coll(const char *name, const json_t *arr, bool owned, uint64_t rev,
                                 struct store_res *res)
 {
     size_t n = json_array_size(arr), i, made = 0;
@@ -602,7 +602,8 @@ static struct coll *import_coll(const char *name, const json_t *arr, uint64_t re
     }
     json_array_foreach(arr, i, el)
     {
-        json_t *el_copy = copy(el);
+        /* An owned body's elements are ours to take (and give an "id"): no copy. */
+        json_t *el_copy = owned ? json_incref((json_t *)el) : copy(el);
         const json_t *jid = body_id(el_copy);
 
         if (jid != NULL) {
@@ -651,13 +652,14 @@ static enum store_result do_import(const struct snap *cur, const struct store_op
             goto out_fail;
         }
         if (json_is_array(value)) {
-            struct coll *c = import_coll(name, value, rev, res);
+            struct coll *c = import_coll(name, value, op->take_body, rev, res);
             if (c == NULL)
                 goto out_fail;
             n = snap_with_coll(next, c, rev);
             coll_release(c);
         } else if (json_is_object(value)) {
-            struct doc *d = doc_new(copy(value), name, strlen(name), 0, rev);
+            json_t *v = op->take_body ? json_incref((json_t *)value) : copy(value);
+            struct doc *d = doc_new(v, name, strlen(name), 0, rev);
             n = snap_with_single(next, d, rev);
             doc_release(d);
         } else {
@@ -739,7 +741,8 @@ void store_exclusive(struct store *st, void (*fn)(void *cls, const struct snap *
 /*
  * The write path, in order:
  *   1. validate what needs no state (names, ids, body shape), no lock held;
- *   2. copy the body (POST, PUT, PUT_SINGLE: it becomes the stored json_t);
+ *   2. copy the body (POST, PUT, PUT_SINGLE: it becomes the stored json_t),
+ *      unless the caller gave it away (op->take_body);
  *   3. lock write_lock; build the next snapshot beside st->cur (do_*);
  *   4. commit hook: the write-ahead log appends and syncs here; on failure the
  *      next snapshot is dropped and nothing has changed;
@@ -754,6 +757,8 @@ enum store_result store_write(struct store *st, const struct store_op *op, struc
     struct built b = {0};
     struct snap *cur, *old = NULL;
     json_t *body = NULL;
+    /* The caller's reference when it gave 'body' away; dropped on return. */
+    json_t *given = op->take_body ? (json_t *)op->body : NULL;
     uint64_t rev;
     enum store_result rc;
 
@@ -762,7 +767,7 @@ enum store_result store_write(struct store *st, const struct store_op *op, struc
     if (rc != STORE_OK)
         goto out_rev;
     if (op->kind == STORE_POST || op->kind == STORE_PUT || op->kind == STORE_PUT_SINGLE)
-        body = copy(op->body);
+        body = given != NULL ? json_incref(given) : copy(op->body);
 
     pthread_mutex_lock(&st->write_lock);
     cur = st->cur;
@@ -832,6 +837,7 @@ out_unlock:
     snap_release(b.next);
     doc_release(b.doc);
     json_decref(body);
+    json_decref(given);
     return rc;
 
 out_rev:
@@ -841,5 +847,6 @@ out_rev:
         res->rev = snap_revision(s);
         snap_release(s);
     }
+    json_decref(given);
     return rc;
 }

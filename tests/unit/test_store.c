@@ -1202,6 +1202,82 @@ static void test_threads(void)
 }
 
 /* Runs last: with every store and snapshot released, nothing may be left. */
+/* ---- take_body: the store keeps the caller's parsed body instead of a deep copy ---- */
+
+static atomic_ulong take_allocs;
+
+static void *take_counting_malloc(size_t n)
+{
+    atomic_fetch_add_explicit(&take_allocs, 1, memory_order_relaxed);
+    return malloc(n);
+}
+
+/* One write of 'text' with take_body (the store owns the only reference); jansson allocations. */
+static unsigned long wr_take(struct store *st, enum store_op_kind kind, const char *name,
+                             const char *id, const char *text, bool take, enum store_result want)
+{
+    struct store_op op = {.kind = kind, .name = name, .id = id, .take_body = take};
+    struct store_res res;
+    json_t *j = J(text);
+    unsigned long a0;
+
+    op.body = j;
+    json_set_alloc_funcs(take_counting_malloc, free);
+    a0 = atomic_load(&take_allocs);
+    CHECK(store_write(st, &op, &res) == want);
+    unsigned long made = atomic_load(&take_allocs) - a0;
+    json_set_alloc_funcs(malloc, free);
+    if (!take)
+        json_decref(j);
+    store_res_cleanup(&res);
+    return made;
+}
+
+static void test_take_body(void)
+{
+    struct store *st = store_new(NULL);
+    static const char big[] =
+        "{\"a\":[1,2,3,{\"b\":\"c\"}],\"d\":{\"e\":true},\"f\":\"g\",\"h\":1.5}";
+
+    /* Every kind that takes a body, and the failures (the reference is dropped on those too). */
+    CHECK(wr_take(st, STORE_POST, "p", NULL, big, true, STORE_CREATED) <
+          wr_take(st, STORE_POST, "p", NULL, big, false, STORE_CREATED));
+    wr_take(st, STORE_PUT, "p", "1", big, true, STORE_OK);
+    wr_take(st, STORE_PUT, "p", "9", "{\"x\":1}", true, STORE_CREATED);
+    wr_take(st, STORE_PATCH, "p", "9", "{\"x\":2}", true, STORE_OK);
+    wr_take(st, STORE_PUT_SINGLE, "s", NULL, big, true, STORE_CREATED);
+    wr_take(st, STORE_PATCH_SINGLE, "s", NULL, "{\"f\":null}", true, STORE_OK);
+    wr_take(st, STORE_POST, "p", NULL, "{\"id\":1}", true, STORE_CONFLICT);
+    wr_take(st, STORE_POST, "bad name", NULL, "{}", true, STORE_INVALID);
+    wr_take(st, STORE_PUT, "p", "1", "{\"id\":2}", true, STORE_INVALID);
+
+    struct snap *s = store_acquire(st);
+    const struct coll *c = snap_coll(s, "p");
+    CHECK(coll_count(c) == 3);
+    CHECK(
+        strcmp(coll_get(c, "1", 1)->bytes,
+               "{\"a\":[1,2,3,{\"b\":\"c\"}],\"d\":{\"e\":true},\"f\":\"g\",\"h\":1.5,\"id\":1}") ==
+        0);
+    CHECK(strcmp(coll_get(c, "9", 1)->bytes, "{\"x\":2,\"id\":9}") == 0);
+    CHECK(strcmp(snap_single(s, "s")->bytes,
+                 "{\"a\":[1,2,3,{\"b\":\"c\"}],\"d\":{\"e\":true},\"h\":1.5}") == 0);
+    snap_release(s);
+
+    /* IMPORT takes the elements of the parsed file instead of copying each. */
+    static const char db[] =
+        "{\"posts\":[{\"id\":1,\"t\":[\"a\",\"b\"]},{\"t\":{}}],\"cfg\":{\"k\":[1]}}";
+    unsigned long taken = wr_take(st, STORE_IMPORT, NULL, NULL, db, true, STORE_OK);
+    unsigned long copied = wr_take(st, STORE_IMPORT, NULL, NULL, db, false, STORE_OK);
+    CHECK(taken < copied);
+    s = store_acquire(st);
+    c = snap_coll(s, "posts");
+    CHECK(coll_count(c) == 2 && strcmp(coll_get(c, "2", 1)->bytes, "{\"t\":{},\"id\":2}") == 0);
+    CHECK(strcmp(snap_single(s, "cfg")->bytes, "{\"k\":[1]}") == 0);
+    snap_release(s);
+    wr_take(st, STORE_IMPORT, NULL, NULL, "{\"x\":[1]}", true, STORE_INVALID);
+    store_free(st);
+}
+
 static void test_nothing_leaks(void)
 {
     CHECK(snap_live() == 0);
@@ -1349,6 +1425,7 @@ int main(int argc, char **argv)
     run("import and export of db.json", test_import_export);
     run("commit hook: sees the next snapshot; failure changes nothing", test_commit_hook);
     run("4 writers and 4 readers", test_threads);
+    run("take_body: the parsed body is kept, not copied", test_take_body);
     run("everything is freed", test_nothing_leaks);
     printf("%d passed, %d failed\n", cases_passed, cases_failed);
     return cases_failed ? 1 : 0;
