@@ -335,7 +335,7 @@ static enum result list(struct request *req, struct reply *reply, const struct s
     struct query_error qerr;
     struct buf b;
     size_t n = coll_count(c), total, from, to;
-    struct query_item *items = NULL;
+    const struct doc **docs = NULL;
 
     for (size_t i = 0; i < req->nquery; i++) {
         params[i].name = req->query[i].name;
@@ -359,22 +359,18 @@ static enum result list(struct request *req, struct reply *reply, const struct s
             buf_append(&b, d->bytes, d->len);
         }
     } else {
-        items = xmalloc((n ? n : 1) * sizeof(*items));
+        docs = xmalloc((n ? n : 1) * sizeof(*docs));
         struct coll_iter it;
         coll_iter_init(&it, c, 0);
-        for (size_t k = 0; k < n; k++) {
-            struct doc *d = coll_iter_next(&it);
-            items[k].doc = d->json;
-            items[k].ref = d;
-        }
-        total = query_apply(q, items, n, &from, &to);
+        for (size_t k = 0; k < n; k++)
+            docs[k] = coll_iter_next(&it);
+        total = query_apply_docs(q, docs, n, &from, &to);
         for (size_t k = from; k < to; k++) {
-            const struct doc *d = items[k].ref;
             if (k > from)
                 buf_append(&b, ",", 1);
-            buf_append(&b, d->bytes, d->len);
+            buf_append(&b, docs[k]->bytes, docs[k]->len);
         }
-        free(items);
+        free(docs);
     }
     buf_append(&b, "]", 1);
 

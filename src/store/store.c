@@ -406,7 +406,6 @@ static enum store_result do_post(const struct snap *cur, const struct store_op *
         set_id(*body, key, as_int, v);
     }
     d = doc_new(*body, key, strlen(key), coll_next_seq(c), rev);
-    *body = NULL;
     finish_coll(cur, c, d, rev, out);
     doc_release(d);
     rc = STORE_CREATED;
@@ -448,7 +447,6 @@ static enum store_result do_put(const struct snap *cur, const struct store_op *o
         set_id(*body, op->id, as_int, v);
     }
     d = doc_new(*body, op->id, strlen(op->id), old != NULL ? old->seq : coll_next_seq(c), rev);
-    *body = NULL;
     finish_coll(cur, c, d, rev, out);
     doc_release(d);
     rc = old != NULL ? STORE_OK : STORE_CREATED;
@@ -458,19 +456,28 @@ out:
 }
 
 /*
- * New reference: 'patch' merged into a copy of 'old'. With 'keep_id', NULL
- * (and INVALID in 'res') when the patch changes or removes "id".
+ * New reference: 'patch' merged into 'old' (parsed from its bytes: docs keep
+ * no tree). With 'keep_id', NULL (and INVALID in 'res') when the patch
+ * changes or removes "id".
  */
 static json_t *patched(const struct doc *old, const json_t *patch, bool keep_id,
                        struct store_res *res)
 {
-    json_t *j = merge_patch(copy(old->json), patch);
+    json_t *j = doc_parse(old), *old_id;
 
-    if (keep_id && !json_equal(json_object_get(j, "id"), json_object_get(old->json, "id"))) {
+    if (j == NULL) {
+        fail(res, STORE_INVALID, "the stored document cannot be parsed");
+        return NULL;
+    }
+    old_id = json_incref(json_object_get(j, "id"));
+    j = merge_patch(j, patch);
+    if (keep_id && !json_equal(json_object_get(j, "id"), old_id)) {
         json_decref(j);
+        json_decref(old_id);
         fail(res, STORE_INVALID, "a merge patch may not change or remove \"id\"");
         return NULL;
     }
+    json_decref(old_id);
     return j;
 }
 
@@ -495,6 +502,7 @@ static enum store_result do_patch(const struct snap *cur, const struct store_op 
     if (j == NULL)
         return res->code;
     d = doc_new(j, old->id, old->id_len, old->seq, rev);
+    json_decref(j);
     finish_coll(cur, c, d, rev, out);
     doc_release(d);
     return STORE_OK;
@@ -540,7 +548,6 @@ static enum store_result do_put_single(const struct snap *cur, const struct stor
     if (old == NULL && too_many_names(cur, res) != STORE_OK)
         return res->code;
     d = doc_new(*body, op->name, strlen(op->name), 0, rev);
-    *body = NULL;
     out->next = snap_with_single(cur, d, rev);
     out->doc = d;
     return old != NULL ? STORE_OK : STORE_CREATED;
@@ -560,7 +567,10 @@ static enum store_result do_patch_single(const struct snap *cur, const struct st
     if (!if_match_ok(op, true, old->rev))
         return precondition_failed(res, old);
     j = patched(old, op->body, false, res);
+    if (j == NULL)
+        return res->code;
     d = doc_new(j, old->id, old->id_len, 0, rev);
+    json_decref(j);
     out->next = snap_with_single(cur, d, rev);
     out->doc = d;
     return STORE_OK;
@@ -602,21 +612,27 @@ static struct coll *import_coll(const char *name, const json_t *arr, bool owned,
     }
     json_array_foreach(arr, i, el)
     {
-        /* An owned body's elements are ours to take (and give an "id"): no copy. */
-        json_t *el_copy = owned ? json_incref((json_t *)el) : copy(el);
-        const json_t *jid = body_id(el_copy);
+        /*
+         * The element is only serialized; one without an "id" gets one, in
+         * place when the body is ours (take_body), else in a copy.
+         */
+        const json_t *jid = body_id(el);
+        json_t *given = NULL;
 
         if (jid != NULL) {
             store_id_key(jid, key);
         } else if (all_int && max_int < INT64_MAX) {
             max_int++;
             snprintf(key, sizeof(key), "%" PRId64, max_int);
-            set_id(el_copy, key, true, max_int);
+            given = owned ? json_incref((json_t *)el) : copy(el);
+            set_id(given, key, true, max_int);
         } else {
             random_id(key);
-            set_id(el_copy, key, false, 0);
+            given = owned ? json_incref((json_t *)el) : copy(el);
+            set_id(given, key, false, 0);
         }
-        docs[made++] = doc_new(el_copy, key, strlen(key), (uint64_t)i + 1, rev);
+        docs[made++] = doc_new(given != NULL ? given : el, key, strlen(key), (uint64_t)i + 1, rev);
+        json_decref(given);
     }
     c = coll_build(name, rev, docs, made, &dup);
     if (c == NULL)
@@ -658,8 +674,7 @@ static enum store_result do_import(const struct snap *cur, const struct store_op
             n = snap_with_coll(next, c, rev);
             coll_release(c);
         } else if (json_is_object(value)) {
-            json_t *v = op->take_body ? json_incref((json_t *)value) : copy(value);
-            struct doc *d = doc_new(v, name, strlen(name), 0, rev);
+            struct doc *d = doc_new(value, name, strlen(name), 0, rev);
             n = snap_with_single(next, d, rev);
             doc_release(d);
         } else {

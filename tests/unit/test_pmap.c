@@ -56,7 +56,10 @@ static struct doc *mkdoc(size_t i, uint64_t rev)
 {
     char id[32];
     int n = snprintf(id, sizeof(id), "%zu", i);
-    return doc_new(json_object(), id, (size_t)n, i, rev);
+    struct doc *d;
+    if (doc_new_bytes(id, (size_t)n, i, rev, "{}", 2, &d) != 0)
+        abort();
+    return d;
 }
 
 static struct pmap_key key_id(const char *id)

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "query.h"
+#include "store/doc.h"
 #include "util.h"
 
 /*
@@ -398,6 +399,75 @@ static size_t split_query(const char *query, struct query_param *params, size_t 
 
 static json_t *docs;
 
+/*
+ * The same documents stored (store/doc.h), made two ways: from the tree
+ * (doc_new: json_dumps, then the member index) and from indented text
+ * (doc_new_bytes: the scanner, as recovery does, over whitespace too).
+ */
+enum { STORED_MODES = 2 };
+static const char *const stored_mode_names[STORED_MODES] = {"doc_new", "doc_new_bytes"};
+static struct doc **stored[STORED_MODES];
+
+static void stored_init(void)
+{
+    size_t n = json_array_size(docs);
+    for (size_t m = 0; m < STORED_MODES; m++) {
+        stored[m] = xcalloc(n ? n : 1, sizeof(**stored));
+        for (size_t i = 0; i < n; i++) {
+            const json_t *d = json_array_get(docs, i);
+            char id[32];
+            int len = snprintf(id, sizeof(id), "%" JSON_INTEGER_FORMAT,
+                               json_integer_value(json_object_get(d, "id")));
+            if (m == 0) {
+                stored[m][i] = doc_new(d, id, (size_t)len, i + 1, 1);
+            } else {
+                char *text = json_dumps(d, JSON_INDENT(2));
+                if (text == NULL ||
+                    doc_new_bytes(id, (size_t)len, i + 1, 1, text, strlen(text), &stored[m][i]) != 0)
+                    panic("stored doc %zu does not scan", i);
+                free(text);
+            }
+        }
+    }
+}
+
+static void stored_free(void)
+{
+    for (size_t m = 0; m < STORED_MODES; m++) {
+        for (size_t i = 0; i < json_array_size(docs); i++)
+            doc_release(stored[m][i]);
+        free(stored[m]);
+    }
+}
+
+/* The case over stored docs: query_apply_docs must agree with query_apply. */
+static bool run_case_stored(const struct qcase *c, const struct query *q, size_t m, char *why,
+                            size_t whylen)
+{
+    size_t ndocs = json_array_size(docs), from, to;
+    const struct doc **ds = xcalloc(ndocs ? ndocs : 1, sizeof(*ds));
+    bool ok = true;
+    for (size_t i = 0; i < ndocs; i++)
+        ds[i] = stored[m][i];
+    size_t total = query_apply_docs(q, ds, ndocs, &from, &to);
+    struct buf got;
+    buf_init(&got, 4096);
+    for (size_t i = from; i < to; i++)
+        buf_printf(&got, "%s%s", i > from ? "," : "", ds[i]->id);
+    const char *ids = got.data != NULL ? got.data : "";
+    if (strcmp(ids, c->ids) != 0) {
+        snprintf(why, whylen, "%s: ids '%s', expected '%s'", stored_mode_names[m], ids, c->ids);
+        ok = false;
+    } else if (c->total >= 0 && (long)total != c->total) {
+        snprintf(why, whylen, "%s: total %zu, expected %ld", stored_mode_names[m], total,
+                 c->total);
+        ok = false;
+    }
+    buf_cleanup(&got);
+    free(ds);
+    return ok;
+}
+
 static void run_case(const struct qcase *c)
 {
     struct query_param params[128];
@@ -458,6 +528,8 @@ static void run_case(const struct qcase *c)
         snprintf(why, sizeof(why), "total %zu, expected %ld", total, c->total);
         ok = false;
     }
+    for (size_t m = 0; m < STORED_MODES && ok; m++)
+        ok = run_case_stored(c, q, m, why, sizeof(why));
     report(ok, c->name, why);
     buf_cleanup(&got);
     free(items);
@@ -771,6 +843,7 @@ int main(void)
     if (docs == NULL)
         panic("docs: %s at %d", jerr.text, jerr.position);
     char *before = json_dumps(docs, JSON_SORT_KEYS);
+    stored_init();
 
     for (size_t i = 0; i < ARRAY_LEN(cases); i++)
         run_case(&cases[i]);
@@ -783,6 +856,7 @@ int main(void)
     test_like_linear();
     test_q_random();
     test_bulk();
+    stored_free();
 
     /* Documents are read only: nothing above may have changed them. */
     char *after = json_dumps(docs, JSON_SORT_KEYS);
