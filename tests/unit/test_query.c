@@ -836,6 +836,125 @@ static void test_bulk(void)
     json_decref(all);
 }
 
+/*
+ * Stored docs that take the slow paths: no member index (an escaped member
+ * name), an escaped string value, nested members, and q -- each must agree
+ * with the same query over the parsed tree.
+ */
+static void test_stored_slow_paths(void)
+{
+    static const char *const texts[] = {
+        "{\"id\":1,\"a\\\"b\":1,\"s\":\"x\\\"y\",\"n\":{\"k\":[1,2]},\"t\":[\"u\",\"v\"]}",
+        "{\"id\":2,\"s\":\"x\\\"y\",\"n\":{\"k\":[3]},\"t\":\"u\",\"w\":\"caf\\u00e9 w\\u00f6rld\"}",
+        "{\"id\":3,\"s\":\"plain\",\"n\":7,\"n.k\":2,\"t\":[[\"u\"]],\"w\":\"WORLD\"}",
+    };
+    static const char *const queries[] = {
+        "a%22b=1", "s=x%22y", "n.k=2", "n.k=3", "n.k_gte=2", "t=u", "t_ne=u", "q=world",
+        "q=x%22", "_sort=s", "_sort=n.k&_order=desc", "_sort=t", "w_like=%C3%B6", "s_ne=plain",
+        "n.k.0=1", "n=7", "a%22b_ne=2",
+    };
+    enum { N = ARRAY_LEN(texts) };
+    json_t *trees[N];
+    struct doc *ds[N];
+    bool ok = true;
+    for (size_t i = 0; i < N; i++) {
+        char id[8];
+        trees[i] = json_loads(texts[i], 0, NULL);
+        snprintf(id, sizeof(id), "%zu", i + 1);
+        if (trees[i] == NULL ||
+            doc_new_bytes(id, strlen(id), i + 1, 1, texts[i], strlen(texts[i]), &ds[i]) != 0)
+            panic("bad test doc %zu", i);
+    }
+    if (ds[0]->indexed)
+        ok = false, printf("#   doc 1 should have no index\n");
+    for (size_t k = 0; k < ARRAY_LEN(queries); k++) {
+        struct query *q = must_parse(queries[k]);
+        struct query_item items[N];
+        const struct doc *sd[N];
+        size_t f1, t1, f2, t2;
+        for (size_t i = 0; i < N; i++) {
+            items[i].doc = trees[i], items[i].ref = ds[i];
+            sd[i] = ds[i];
+        }
+        size_t n1 = query_apply(q, items, N, &f1, &t1);
+        size_t n2 = query_apply_docs(q, sd, N, &f2, &t2);
+        bool same = n1 == n2 && f1 == f2 && t1 == t2;
+        for (size_t i = f1; same && i < t1; i++)
+            same = items[i].ref == sd[i];
+        if (!same) {
+            printf("#   %s: tree and stored docs disagree (%zu vs %zu matches)\n", queries[k], n1,
+                   n2);
+            ok = false;
+        }
+        query_free(q);
+    }
+    report(ok, "stored docs: unindexed, escaped, nested and q agree with the tree", NULL);
+    for (size_t i = 0; i < N; i++) {
+        json_decref(trees[i]);
+        doc_release(ds[i]);
+    }
+}
+
+/*
+ * A sorted slice comes from a bounded top-k selection; it must equal the
+ * same slice of the full stable sort, ties (everywhere here) included.
+ */
+static void test_top_k(void)
+{
+    enum { N = 3000 };
+    json_t *all = json_array();
+    struct doc **ds = xcalloc(N, sizeof(*ds));
+    for (int i = 0; i < N; i++) {
+        json_t *d = json_pack("{s:i, s:i, s:s}", "id", i + 1, "g", (i * 7919) % 5, "s",
+                              (i % 3) ? "a" : "b");
+        if (i % 11 == 0)
+            json_object_del(d, "g");
+        json_array_append_new(all, d);
+        char id[16];
+        snprintf(id, sizeof(id), "%d", i + 1);
+        ds[i] = doc_new(d, id, strlen(id), (uint64_t)i + 1, 1);
+    }
+    static const char *const queries[] = {
+        "_sort=g&_limit=10",          "_sort=g&_order=desc&_limit=7", "_sort=g,s&_page=3&_limit=25",
+        "_sort=s&_start=5&_end=40",   "_sort=g&_limit=1",             "_sort=g&_limit=0",
+        "_sort=g&s=a&_page=2",        "_sort=g&_start=2990&_limit=50", "_sort=g&_limit=10000",
+    };
+    bool ok = true;
+    struct query_item *items = xcalloc(N, sizeof(*items)), *full = xcalloc(N, sizeof(*full));
+    const struct doc **sd = xcalloc(N, sizeof(*sd));
+    for (size_t k = 0; k < ARRAY_LEN(queries); k++) {
+        struct query *q = must_parse(queries[k]);
+        size_t nf = 0, from, to, f2, t2;
+        /* the reference: filter, full stable sort, slice */
+        for (size_t i = 0; i < N; i++)
+            if (query_match(q, json_array_get(all, i)))
+                full[nf].doc = json_array_get(all, i), full[nf++].ref = ds[i];
+        query_sort(q, full, nf);
+        for (size_t i = 0; i < N; i++) {
+            items[i].doc = json_array_get(all, i), items[i].ref = ds[i];
+            sd[i] = ds[i];
+        }
+        size_t total = query_apply(q, items, N, &from, &to);
+        size_t total2 = query_apply_docs(q, sd, N, &f2, &t2);
+        bool same = total == nf && total2 == nf && from == f2 && to == t2;
+        for (size_t i = from; same && i < to; i++)
+            same = items[i].ref == full[i].ref && sd[i] == full[i].ref;
+        if (!same) {
+            printf("#   %s: the slice differs from the full sort's\n", queries[k]);
+            ok = false;
+        }
+        query_free(q);
+    }
+    report(ok, "top-k slices equal the full stable sort's slices", NULL);
+    for (int i = 0; i < N; i++)
+        doc_release(ds[i]);
+    free(ds);
+    free(items);
+    free(full);
+    free(sd);
+    json_decref(all);
+}
+
 int main(void)
 {
     json_error_t jerr;
@@ -856,6 +975,8 @@ int main(void)
     test_like_linear();
     test_q_random();
     test_bulk();
+    test_stored_slow_paths();
+    test_top_k();
     stored_free();
 
     /* Documents are read only: nothing above may have changed them. */

@@ -1219,6 +1219,119 @@ static void test_threads(void)
 }
 
 /* Runs last: with every store and snapshot released, nothing may be left. */
+/* ---- documents: the scanner and the member index (doc.c) ---- */
+
+static void test_doc_index(void)
+{
+    static const char text[] = "{\"id\":7,\"s\":\"abc\",\"e\":\"a\\\"b\",\"i\":-9223372036854775808,"
+                               "\"r\":1.5e3,\"t\":true,\"f\":false,\"n\":null,"
+                               "\"a\":[1,\"]\",{\"x\":\"}\"}],\"o\":{\"k\":[{}]}}";
+    struct doc *d;
+    const struct doc_member *m;
+
+    CHECK(doc_new_bytes("7", 1, 1, 1, text, strlen(text), &d) == 0);
+    CHECK(d->indexed && d->nmembers == 10 && d->int_id && d->int_val == 7);
+    CHECK(strcmp(d->bytes, text) == 0 && d->len == strlen(text));
+    m = doc_member(d, "s", 1);
+    CHECK(m != NULL && m->type == DOC_STRING && m->flags == 0 && m->v.s.len == 3 &&
+          memcmp(d->bytes + m->v.s.off, "abc", 3) == 0);
+    m = doc_member(d, "e", 1);
+    CHECK(m != NULL && m->type == DOC_STRING && (m->flags & DOC_ESCAPED));
+    m = doc_member(d, "i", 1);
+    CHECK(m != NULL && m->type == DOC_INT && m->v.i == INT64_MIN);
+    m = doc_member(d, "r", 1);
+    CHECK(m != NULL && m->type == DOC_REAL && m->v.d == 1500.0);
+    CHECK(doc_member(d, "t", 1)->type == DOC_TRUE && doc_member(d, "f", 1)->type == DOC_FALSE &&
+          doc_member(d, "n", 1)->type == DOC_NULL);
+    m = doc_member(d, "a", 1);
+    CHECK(m != NULL && m->type == DOC_ARRAY && m->v.s.len == strlen("[1,\"]\",{\"x\":\"}\"}]") &&
+          memcmp(d->bytes + m->v.s.off, "[1,\"]\",{\"x\":\"}\"}]", m->v.s.len) == 0);
+    m = doc_member(d, "o", 1);
+    CHECK(m != NULL && m->type == DOC_OBJECT && m->v.s.len == strlen("{\"k\":[{}]}"));
+    CHECK(doc_member(d, "x", 1) == NULL && doc_member(d, "id2", 3) == NULL);
+    char key[STORE_ID_MAX + 1];
+    bool is_int = false;
+    CHECK(doc_id_key(d, key, &is_int) == 0 && strcmp(key, "7") == 0 && is_int);
+    json_t *j = doc_parse(d);
+    CHECK(j != NULL && json_integer_value(json_object_get(j, "id")) == 7);
+    json_decref(j);
+    doc_release(d);
+
+    /* whitespace (not made by json_dumps(JSON_COMPACT), but valid) and a string id */
+    static const char spaced[] = " {\n \"id\" : \"ab-c\" ,\t\"v\" : [ 1 , 2 ] }\r\n";
+    CHECK(doc_new_bytes("ab-c", 4, 1, 1, spaced, strlen(spaced), &d) == 0);
+    CHECK(d->indexed && d->nmembers == 2 && !d->int_id);
+    CHECK(doc_id_key(d, key, &is_int) == 0 && strcmp(key, "ab-c") == 0 && !is_int);
+    doc_release(d);
+
+    /* an escaped member name: no index (queries parse such a doc), still a valid doc */
+    static const char esc[] = "{\"a\\\"b\":1,\"id\":2}";
+    CHECK(doc_new_bytes("2", 1, 1, 1, esc, strlen(esc), &d) == 0);
+    CHECK(!d->indexed && doc_members(d) == NULL && doc_member(d, "id", 2) == NULL);
+    CHECK(doc_id_key(d, key, &is_int) != 0 && !d->int_id);
+    doc_release(d);
+
+    /* a wide doc (more members than the scanner's first pass holds) */
+    struct buf b;
+    buf_init(&b, SIZE_MAX);
+    buf_puts(&b, "{");
+    for (int i = 0; i < 100; i++)
+        buf_printf(&b, "%s\"m%d\":%d", i ? "," : "", i, i * 3);
+    buf_puts(&b, "}");
+    CHECK(doc_new_bytes("w", 1, 1, 1, b.data, b.len, &d) == 0);
+    CHECK(d->indexed && d->nmembers == 100 && doc_member(d, "m99", 3) != NULL &&
+          doc_member(d, "m99", 3)->v.i == 297 && doc_member(d, "m0", 2)->v.i == 0);
+    doc_release(d);
+    buf_cleanup(&b);
+
+    /* What is not one JSON object is a clean error, never a doc (nor a crash under ASan). */
+    static const char *const bad[] = {
+        "",
+        "[]",
+        "1",
+        "{",
+        "}",
+        "{\"a\":1",
+        "{\"a\":1}x",
+        "{\"a\":1}{}",
+        "{\"a\" 1}",
+        "{\"a\":}",
+        "{\"a\":1,}",
+        "{,}",
+        "{a:1}",
+        "{\"a:1}",
+        "{\"a\":\"x}",
+        "{\"a\":\"x\\\"}",
+        "{\"a\":[1,2}",
+        "{\"a\":[1,2]]}",
+        "{\"a\":{\"b\":[}}",
+        "{\"a\":tru}",
+        "{\"a\":nul}",
+        "{\"a\":falsey}",
+        "{\"a\":-}",
+        "{\"a\":01}",
+        "{\"a\":1.}",
+        "{\"a\":.5}",
+        "{\"a\":1e}",
+        "{\"a\":+1}",
+        "{\"a\":9223372036854775808}",
+        "{\"a\":-9223372036854775809}",
+        "{\"a\":\"tab\there\"}",
+    };
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        d = (struct doc *)&d; /* must be reset */
+        int rc = doc_new_bytes("1", 1, 1, 1, bad[i], strlen(bad[i]), &d);
+        if (rc != -EINVAL || d != NULL)
+            fprintf(stderr, "  bad doc accepted: %s\n", bad[i]);
+        CHECK(rc == -EINVAL && d == NULL);
+    }
+    /* every prefix of a good doc is bad (truncation inside any token) */
+    for (size_t n = 0; n < strlen(text); n++) {
+        d = NULL;
+        CHECK(doc_new_bytes("7", 1, 1, 1, text, n, &d) == -EINVAL && d == NULL);
+    }
+}
+
 /* ---- take_body: the store keeps the caller's parsed body instead of a deep copy ---- */
 
 static atomic_ulong take_allocs;
@@ -1443,6 +1556,7 @@ int main(int argc, char **argv)
     run("commit hook: sees the next snapshot; failure changes nothing", test_commit_hook);
     run("4 writers and 4 readers", test_threads);
     run("take_body: the parsed body is kept, not copied", test_take_body);
+    run("documents: member index, scanner errors", test_doc_index);
     run("everything is freed", test_nothing_leaks);
     printf("%d passed, %d failed\n", cases_passed, cases_failed);
     return cases_failed ? 1 : 0;
