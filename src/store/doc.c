@@ -33,13 +33,13 @@ struct scan {
 
 static void skip_ws(struct scan *s)
 {
-    while (s->pos < s->len &&
-           (s->p[s->pos] == ' ' || s->p[s->pos] == '\t' || s->p[s->pos] == '\n' ||
-            s->p[s->pos] == '\r'))
+    while (s->pos < s->len && (s->p[s->pos] == ' ' || s->p[s->pos] == '\t' ||
+                               s->p[s->pos] == '\n' || s->p[s->pos] == '\r'))
         s->pos++;
 }
 
-/* At a quote: skips the string; its text between the quotes is [*off, *off + *n). -EINVAL if unclosed. */
+/* At a quote: skips the string; its text between the quotes is [*off, *off + *n). -EINVAL if
+ * unclosed. */
 static int scan_string(struct scan *s, size_t *off, size_t *n, bool *escaped)
 {
     size_t i = s->pos + 1;
@@ -215,8 +215,8 @@ static int scan_value(struct scan *s, struct doc_member *m)
  * when the doc cannot have an index (an escaped or over-long name, too many
  * members). 0, or -EINVAL when the text is not an object.
  */
-static int scan_doc(const char *p, size_t len, struct doc_member *out, size_t cap,
-                    size_t *nmembers, bool *indexable)
+static int scan_doc(const char *p, size_t len, struct doc_member *out, size_t cap, size_t *nmembers,
+                    bool *indexable)
 {
     struct scan s = {.p = p, .len = len, .pos = 0};
     size_t n = 0;

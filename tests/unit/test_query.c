@@ -422,8 +422,8 @@ static void stored_init(void)
                 stored[m][i] = doc_new(d, id, (size_t)len, i + 1, 1);
             } else {
                 char *text = json_dumps(d, JSON_INDENT(2));
-                if (text == NULL ||
-                    doc_new_bytes(id, (size_t)len, i + 1, 1, text, strlen(text), &stored[m][i]) != 0)
+                if (text == NULL || doc_new_bytes(id, (size_t)len, i + 1, 1, text, strlen(text),
+                                                  &stored[m][i]) != 0)
                     panic("stored doc %zu does not scan", i);
                 free(text);
             }
@@ -459,8 +459,7 @@ static bool run_case_stored(const struct qcase *c, const struct query *q, size_t
         snprintf(why, whylen, "%s: ids '%s', expected '%s'", stored_mode_names[m], ids, c->ids);
         ok = false;
     } else if (c->total >= 0 && (long)total != c->total) {
-        snprintf(why, whylen, "%s: total %zu, expected %ld", stored_mode_names[m], total,
-                 c->total);
+        snprintf(why, whylen, "%s: total %zu, expected %ld", stored_mode_names[m], total, c->total);
         ok = false;
     }
     buf_cleanup(&got);
@@ -845,13 +844,28 @@ static void test_stored_slow_paths(void)
 {
     static const char *const texts[] = {
         "{\"id\":1,\"a\\\"b\":1,\"s\":\"x\\\"y\",\"n\":{\"k\":[1,2]},\"t\":[\"u\",\"v\"]}",
-        "{\"id\":2,\"s\":\"x\\\"y\",\"n\":{\"k\":[3]},\"t\":\"u\",\"w\":\"caf\\u00e9 w\\u00f6rld\"}",
+        "{\"id\":2,\"s\":\"x\\\"y\",\"n\":{\"k\":[3]},\"t\":\"u\",\"w\":\"caf\\u00e9 "
+        "w\\u00f6rld\"}",
         "{\"id\":3,\"s\":\"plain\",\"n\":7,\"n.k\":2,\"t\":[[\"u\"]],\"w\":\"WORLD\"}",
     };
     static const char *const queries[] = {
-        "a%22b=1", "s=x%22y", "n.k=2", "n.k=3", "n.k_gte=2", "t=u", "t_ne=u", "q=world",
-        "q=x%22", "_sort=s", "_sort=n.k&_order=desc", "_sort=t", "w_like=%C3%B6", "s_ne=plain",
-        "n.k.0=1", "n=7", "a%22b_ne=2",
+        "a%22b=1",
+        "s=x%22y",
+        "n.k=2",
+        "n.k=3",
+        "n.k_gte=2",
+        "t=u",
+        "t_ne=u",
+        "q=world",
+        "q=x%22",
+        "_sort=s",
+        "_sort=n.k&_order=desc",
+        "_sort=t",
+        "w_like=%C3%B6",
+        "s_ne=plain",
+        "n.k.0=1",
+        "n=7",
+        "a%22b_ne=2",
     };
     enum { N = ARRAY_LEN(texts) };
     json_t *trees[N];
@@ -915,9 +929,15 @@ static void test_top_k(void)
         ds[i] = doc_new(d, id, strlen(id), (uint64_t)i + 1, 1);
     }
     static const char *const queries[] = {
-        "_sort=g&_limit=10",          "_sort=g&_order=desc&_limit=7", "_sort=g,s&_page=3&_limit=25",
-        "_sort=s&_start=5&_end=40",   "_sort=g&_limit=1",             "_sort=g&_limit=0",
-        "_sort=g&s=a&_page=2",        "_sort=g&_start=2990&_limit=50", "_sort=g&_limit=10000",
+        "_sort=g&_limit=10",
+        "_sort=g&_order=desc&_limit=7",
+        "_sort=g,s&_page=3&_limit=25",
+        "_sort=s&_start=5&_end=40",
+        "_sort=g&_limit=1",
+        "_sort=g&_limit=0",
+        "_sort=g&s=a&_page=2",
+        "_sort=g&_start=2990&_limit=50",
+        "_sort=g&_limit=10000",
     };
     bool ok = true;
     struct query_item *items = xcalloc(N, sizeof(*items)), *full = xcalloc(N, sizeof(*full));

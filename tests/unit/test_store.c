@@ -1163,8 +1163,7 @@ static void *reader_main(void *arg)
             coll_iter_init(&it, c, 0);
             while ((d = coll_iter_next(&it)) != NULL) {
                 n++;
-                bad |= d->rev > coll_revision(c) || strlen(d->bytes) != d->len ||
-                       !d->int_id;
+                bad |= d->rev > coll_revision(c) || strlen(d->bytes) != d->len || !d->int_id;
             }
             bad |= n != coll_count(c) || n > NIDS;
             for (int i = 1; i <= NIDS; i++) {
@@ -1223,9 +1222,10 @@ static void test_threads(void)
 
 static void test_doc_index(void)
 {
-    static const char text[] = "{\"id\":7,\"s\":\"abc\",\"e\":\"a\\\"b\",\"i\":-9223372036854775808,"
-                               "\"r\":1.5e3,\"t\":true,\"f\":false,\"n\":null,"
-                               "\"a\":[1,\"]\",{\"x\":\"}\"}],\"o\":{\"k\":[{}]}}";
+    static const char text[] =
+        "{\"id\":7,\"s\":\"abc\",\"e\":\"a\\\"b\",\"i\":-9223372036854775808,"
+        "\"r\":1.5e3,\"t\":true,\"f\":false,\"n\":null,"
+        "\"a\":[1,\"]\",{\"x\":\"}\"}],\"o\":{\"k\":[{}]}}";
     struct doc *d;
     const struct doc_member *m;
 
