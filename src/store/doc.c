@@ -13,6 +13,9 @@
 /* Relaxed: a statistic, not a synchronisation point. */
 static _Atomic uint64_t live_docs;
 
+/* A scanned member whose name has escapes (or is too long): the doc gets no index. */
+#define NAME_ESCAPED 0x80
+
 /* Beyond these a doc keeps no index (and the query engine parses it): never in practice. */
 #define MAX_MEMBERS UINT16_MAX
 #define MAX_NAME UINT16_MAX
@@ -184,7 +187,7 @@ static int scan_value(struct scan *s, struct doc_member *m)
         if (scan_string(s, &off, &n, &esc) != 0)
             return -EINVAL;
         m->type = DOC_STRING;
-        m->flags = esc ? DOC_ESCAPED : 0;
+        m->flags |= esc ? DOC_ESCAPED : 0;
         m->v.s.off = (uint32_t)off;
         m->v.s.len = (uint32_t)n;
         return 0;
@@ -239,8 +242,10 @@ static int scan_doc(const char *p, size_t len, struct doc_member *out, size_t ca
             skip_ws(&s);
             if (s.pos >= s.len || s.p[s.pos] != '"' || scan_string(&s, &off, &nlen, &esc) != 0)
                 return -EINVAL;
-            if (esc || nlen > MAX_NAME)
+            if (esc || nlen > MAX_NAME) {
                 *indexable = false;
+                m.flags = NAME_ESCAPED;
+            }
             m.name_off = (uint32_t)off;
             m.name_len = (uint16_t)(nlen > MAX_NAME ? MAX_NAME : nlen);
             skip_ws(&s);
@@ -302,14 +307,47 @@ const struct doc_member *doc_member(const struct doc *d, const char *name, size_
     return NULL;
 }
 
+/*
+ * The doc's "id" member into *out: from the index, or for a doc without one
+ * by scanning its bytes again (rare: an escaped member name). False if none.
+ */
+static bool id_member(const struct doc *d, struct doc_member *out)
+{
+    const struct doc_member *m;
+    struct doc_member *all;
+    size_t n, cap;
+    bool indexable, found = false;
+
+    if (d->indexed) {
+        m = doc_member(d, "id", 2);
+        if (m != NULL)
+            *out = *m;
+        return m != NULL;
+    }
+    if (scan_doc(d->bytes, d->len, NULL, 0, &cap, &indexable) != 0)
+        return false;
+    all = xmalloc((cap ? cap : 1) * sizeof(*all));
+    if (scan_doc(d->bytes, d->len, all, cap, &n, &indexable) == 0) {
+        for (size_t i = 0; i < n && !found; i++) {
+            if (!(all[i].flags & NAME_ESCAPED) && all[i].name_len == 2 &&
+                memcmp(d->bytes + all[i].name_off, "id", 2) == 0) {
+                *out = all[i];
+                found = true;
+            }
+        }
+    }
+    free(all);
+    return found;
+}
+
 /* Whether the doc's "id" member is an integer whose decimal form is exactly its key. */
 static bool is_int_id(const struct doc *d, int64_t *val)
 {
-    const struct doc_member *m = doc_member(d, "id", 2);
+    struct doc_member mm, *m = &mm;
     char tmp[24];
     int n;
 
-    if (m == NULL || m->type != DOC_INT)
+    if (!id_member(d, m) || m->type != DOC_INT)
         return false;
     n = snprintf(tmp, sizeof(tmp), "%" PRId64, m->v.i);
     if (n < 0 || (size_t)n != d->id_len || memcmp(tmp, d->id, d->id_len) != 0)
@@ -320,9 +358,9 @@ static bool is_int_id(const struct doc *d, int64_t *val)
 
 int doc_id_key(const struct doc *d, char *key, bool *is_int)
 {
-    const struct doc_member *m = d->indexed ? doc_member(d, "id", 2) : NULL;
+    struct doc_member mm, *m = &mm;
 
-    if (m == NULL)
+    if (!id_member(d, m))
         return -EINVAL;
     if (m->type == DOC_INT) {
         if (m->v.i < 0)
