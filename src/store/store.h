@@ -51,10 +51,11 @@ enum store_op_kind {
 
 /*
  * One write. Everything is borrowed and never modified: the store copies what
- * it keeps -- except 'body' when 'take_body' is set. If-Match: when 'if_match_any' or 'n_if_match'
- * > 0 the write happens only if the target exists and (for a list) its revision is one of
- * 'if_match'. The target is the doc (PUT, PATCH, DELETE), the resource
- * (PUT_SINGLE, PATCH_SINGLE), the collection (POST) or the snapshot (IMPORT).
+ * it keeps -- except 'body' when 'take_body' is set. If-Match: when
+ * 'if_match_any' or 'n_if_match' > 0 the write happens only if the target
+ * exists and (for a list) its revision is one of 'if_match'. The target is
+ * the doc (PUT, PATCH, DELETE), the resource (PUT_SINGLE, PATCH_SINGLE), the
+ * collection (POST) or the snapshot (IMPORT).
  */
 struct store_op {
     enum store_op_kind kind;
