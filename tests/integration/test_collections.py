@@ -1058,6 +1058,30 @@ def test_export_import_round_trip():
 
 
 
+
+def test_whole_list_is_served_from_the_version_cache():
+    """GET of a whole collection is serialized once per collection version and sent
+    borrowed: it must still follow every write, and keep its headers."""
+    def t(d):
+        for i in range(3):
+            ok(send(d, "POST", "/v1/c", {"v": i}), 201)
+        first = d.get("/v1/c")
+        again = d.get("/v1/c")
+        assert first.status == again.status == 200
+        assert first.body == again.body == b'[{"v":0,"id":1},{"v":1,"id":2},{"v":2,"id":3}]'
+        assert first.headers["x-total-count"] == "3"
+        assert first.headers["x-revision"] == again.headers["x-revision"] == str(revision(d))
+        ok(send(d, "PATCH", "/v1/c/2", {"v": "two"}))
+        ok(send(d, "DELETE", "/v1/c/1"))
+        after = d.get("/v1/c")
+        assert after.body == b'[{"v":"two","id":2},{"v":2,"id":3}]', after.body
+        assert after.headers["x-total-count"] == "2"
+        assert after.headers["x-revision"] == str(revision(d))
+        # with any query the list is built per request, and agrees
+        assert d.get("/v1/c?_start=0").body == after.body
+        assert d.get("/v1/c?_=1").body == after.body
+    with_daemon(t)
+
 def test_queries_agree_after_recovery_from_log_and_snapshot():
     """Docs keep bytes and a member index; recovery rebuilds the index by scanning the
     logged bytes. Queries over the fast path (top-level scalars), the escaped and nested

@@ -1410,6 +1410,78 @@ static void test_take_body(void)
     store_free(st);
 }
 
+/* ---- the whole-list cache of a collection version (coll_list_bytes) ---- */
+
+struct list_race {
+    const struct coll *c;
+    const char *got;
+    size_t len;
+};
+
+static void *list_racer(void *arg)
+{
+    struct list_race *r = arg;
+    r->got = coll_list_bytes(r->c, &r->len);
+    return NULL;
+}
+
+static void test_list_cache(void)
+{
+    struct store *st = store_new(NULL);
+    struct snap *s0, *s1;
+    const char *a, *b;
+    size_t alen = 0, blen = 0;
+
+    CHECK(wr1(st, STORE_POST, "c", NULL, "{\"v\":1}") == STORE_CREATED);
+    CHECK(wr1(st, STORE_POST, "c", NULL, "{\"v\":\"x,]\"}") == STORE_CREATED);
+    s0 = store_acquire(st);
+
+    /* first use by four threads at once: one list wins, every thread gets it */
+    struct list_race r[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        r[i].c = snap_coll(s0, "c");
+        CHECK(pthread_create(&th[i], NULL, list_racer, &r[i]) == 0);
+    }
+    for (int i = 0; i < 4; i++)
+        CHECK(pthread_join(th[i], NULL) == 0);
+    for (int i = 1; i < 4; i++)
+        CHECK(r[i].got == r[0].got && r[i].len == r[0].len);
+
+    a = coll_list_bytes(snap_coll(s0, "c"), &alen);
+    CHECK(a == r[0].got && alen == r[0].len);
+    static const char want0[] = "[{\"v\":1,\"id\":1},{\"v\":\"x,]\",\"id\":2}]";
+    CHECK(a != NULL && alen == strlen(want0) && memcmp(a, want0, alen) == 0);
+
+    /* a write makes a new version with its own list; the old one keeps its own */
+    CHECK(wr1(st, STORE_DELETE, "c", "1", NULL) == STORE_OK);
+    s1 = store_acquire(st);
+    b = coll_list_bytes(snap_coll(s1, "c"), &blen);
+    CHECK(b != NULL && b != a && blen == strlen("[{\"v\":\"x,]\",\"id\":2}]") &&
+          memcmp(b, "[{\"v\":\"x,]\",\"id\":2}]", blen) == 0);
+    CHECK(coll_list_bytes(snap_coll(s0, "c"), &alen) == a && memcmp(a, want0, alen) == 0);
+    snap_release(s0);
+    snap_release(s1);
+
+    /* empty, and over the cap: none is kept (the caller builds the reply itself) */
+    CHECK(wr1(st, STORE_DELETE, "c", "2", NULL) == STORE_OK);
+    s1 = store_acquire(st);
+    b = coll_list_bytes(snap_coll(s1, "c"), &blen);
+    CHECK(b != NULL && blen == 2 && memcmp(b, "[]", 2) == 0);
+    snap_release(s1);
+    char body[256];
+    memset(body, 0, sizeof(body));
+    snprintf(body, sizeof(body), "{\"pad\":\"%0200d\"}", 0);
+    size_t need = COLL_LIST_CACHE_MAX / 200 + 1;
+    for (size_t i = 0; i < need; i++)
+        CHECK(wr1(st, STORE_POST, "big", NULL, body) == STORE_CREATED);
+    s1 = store_acquire(st);
+    CHECK(coll_list_bytes(snap_coll(s1, "big"), &blen) == NULL);
+    CHECK(coll_list_bytes(snap_coll(s1, "big"), &blen) == NULL);
+    snap_release(s1);
+    store_free(st);
+}
+
 static void test_nothing_leaks(void)
 {
     CHECK(snap_live() == 0);
@@ -1559,6 +1631,7 @@ int main(int argc, char **argv)
     run("4 writers and 4 readers", test_threads);
     run("take_body: the parsed body is kept, not copied", test_take_body);
     run("documents: member index, scanner errors", test_doc_index);
+    run("the whole-list cache of a collection version", test_list_cache);
     run("everything is freed", test_nothing_leaks);
     printf("%d passed, %d failed\n", cases_passed, cases_failed);
     return cases_failed ? 1 : 0;
