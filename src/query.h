@@ -1,5 +1,6 @@
 /*
- * src/query.h -- the json-server 0.17 list query dialect over jansson values (query.c).
+ * src/query.h -- the json-server 0.17 list query dialect over jansson values and stored docs
+ * (query.c).
  *
  * A pure library: no I/O, no locks, no globals. query_parse turns the decoded
  * query parameters of one request into a 'struct query' (all regexes compiled,
