@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/doc.h"
 #include "util.h"
 
 /* Room for the canonical text of any integer or real ("-1.2345678901234567e-308"). */
@@ -175,31 +176,83 @@ static size_t real_text(double d, char *buf, size_t size)
 }
 
 /*
+ * A value as the matcher and the sort read it, from a jansson tree or from a
+ * stored doc's member index (store/doc.h): scalars by value, strings as
+ * bytes, arrays and objects as a tree.
+ */
+struct qv {
+    enum doc_type type;
+    int64_t i;
+    double d;
+    const char *s; /* DOC_STRING: its bytes (not NUL-terminated) */
+    size_t len;
+    const json_t *j; /* DOC_ARRAY, DOC_OBJECT */
+};
+
+static void qv_json(const json_t *v, struct qv *out)
+{
+    memset(out, 0, sizeof(*out));
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        out->type = DOC_OBJECT, out->j = v;
+        break;
+    case JSON_ARRAY:
+        out->type = DOC_ARRAY, out->j = v;
+        break;
+    case JSON_STRING:
+        out->type = DOC_STRING;
+        out->s = json_string_value(v);
+        out->len = json_string_length(v);
+        break;
+    case JSON_INTEGER:
+        out->type = DOC_INT, out->i = json_integer_value(v);
+        break;
+    case JSON_REAL:
+        out->type = DOC_REAL, out->d = json_real_value(v);
+        break;
+    case JSON_TRUE:
+        out->type = DOC_TRUE;
+        break;
+    case JSON_FALSE:
+        out->type = DOC_FALSE;
+        break;
+    case JSON_NULL:
+        out->type = DOC_NULL;
+        break;
+    }
+}
+
+static bool qv_is_number(const struct qv *v)
+{
+    return v->type == DOC_INT || v->type == DOC_REAL;
+}
+
+/*
  * The canonical text of a scalar: *s points at a string's own bytes or into
  * 'buf' (CANON_MAX bytes). False for arrays and objects, which have none.
  */
-static bool scalar_text(const json_t *v, char *buf, const char **s, size_t *len)
+static bool scalar_text(const struct qv *v, char *buf, const char **s, size_t *len)
 {
-    switch (json_typeof(v)) {
-    case JSON_STRING:
-        *s = json_string_value(v);
-        *len = json_string_length(v);
+    switch (v->type) {
+    case DOC_STRING:
+        *s = v->s;
+        *len = v->len;
         return true;
-    case JSON_INTEGER:
-        *len = (size_t)snprintf(buf, CANON_MAX, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    case DOC_INT:
+        *len = (size_t)snprintf(buf, CANON_MAX, "%" PRId64, v->i);
         *s = buf;
         return true;
-    case JSON_REAL:
-        *len = real_text(json_real_value(v), buf, CANON_MAX);
+    case DOC_REAL:
+        *len = real_text(v->d, buf, CANON_MAX);
         *s = buf;
         return true;
-    case JSON_TRUE:
+    case DOC_TRUE:
         *s = "true", *len = 4;
         return true;
-    case JSON_FALSE:
+    case DOC_FALSE:
         *s = "false", *len = 5;
         return true;
-    case JSON_NULL:
+    case DOC_NULL:
         *s = "null", *len = 4;
         return true;
     default:
@@ -242,11 +295,11 @@ static int num_cmp(const struct num *a, const struct num *b)
     return a->d < b->d ? -1 : a->d > b->d;
 }
 
-static void json_num(const json_t *v, struct num *n)
+static void qv_num(const struct qv *v, struct num *n)
 {
-    n->is_int = json_is_integer(v);
-    n->i = n->is_int ? json_integer_value(v) : 0;
-    n->d = n->is_int ? 0 : json_real_value(v);
+    n->is_int = v->type == DOC_INT;
+    n->i = n->is_int ? v->i : 0;
+    n->d = n->is_int ? 0 : v->d;
 }
 
 /*
@@ -369,17 +422,10 @@ static void path_cleanup(struct path *p)
  * that literally contains the dots wins over the walk; numeric segments index
  * arrays. Borrowed: points into 'doc'.
  */
-static const json_t *path_get(const struct path *p, const json_t *doc)
+/* The walk of path_get from segment 'first' on, starting at 'v'. */
+static const json_t *path_walk(const struct path *p, size_t first, const json_t *v)
 {
-    const json_t *v = doc;
-
-    if (p->nseg > 1 && json_is_object(doc)) {
-        v = json_object_getn(doc, p->buf, p->len);
-        if (v != NULL)
-            return v;
-        v = doc;
-    }
-    for (size_t i = 0; i < p->nseg && v != NULL; i++) {
+    for (size_t i = first; i < p->nseg && v != NULL; i++) {
         const struct seg *sg = &p->seg[i];
         if (json_is_object(v))
             v = json_object_getn(v, sg->key, sg->len);
@@ -389,6 +435,71 @@ static const json_t *path_get(const struct path *p, const json_t *doc)
             v = NULL;
     }
     return v;
+}
+
+static const json_t *path_get(const struct path *p, const json_t *doc)
+{
+    if (p->nseg > 1 && json_is_object(doc)) {
+        const json_t *v = json_object_getn(doc, p->buf, p->len);
+        if (v != NULL)
+            return v;
+    }
+    return path_walk(p, 0, doc);
+}
+
+/*
+ * path_get over a stored doc: a top-level scalar comes from the member index
+ * with no parse; an array or object member (or an escaped string) is parsed
+ * on its own, and a doc without an index as a whole. *tree is then that
+ * tree (the caller json_decrefs it; NULL otherwise). False when missing.
+ */
+static bool doc_path(const struct path *p, const struct doc *d, struct qv *out, json_t **tree)
+{
+    const struct doc_member *m = NULL;
+    const json_t *v;
+    size_t next = 1;
+
+    *tree = NULL;
+    if (!d->indexed) {
+        *tree = doc_parse(d);
+        v = *tree != NULL ? path_get(p, *tree) : NULL;
+        if (v == NULL)
+            return false;
+        qv_json(v, out);
+        return true;
+    }
+    if (p->nseg > 1) {
+        m = doc_member(d, p->buf, p->len);
+        if (m != NULL)
+            next = p->nseg; /* lodash: the literal dotted key wins over the walk */
+    }
+    if (m == NULL)
+        m = doc_member(d, p->seg[0].key, p->seg[0].len);
+    if (m == NULL)
+        return false;
+    if (m->type == DOC_ARRAY || m->type == DOC_OBJECT ||
+        (m->type == DOC_STRING && (m->flags & DOC_ESCAPED))) {
+        /* a string's text is between its quotes: parse it with them */
+        size_t off = m->type == DOC_STRING ? m->v.s.off - 1 : m->v.s.off;
+        size_t len = m->type == DOC_STRING ? m->v.s.len + 2 : m->v.s.len;
+        *tree = json_loadb(d->bytes + off, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+        v = *tree != NULL ? path_walk(p, next, *tree) : NULL;
+        if (v == NULL)
+            return false;
+        qv_json(v, out);
+        return true;
+    }
+    if (next < p->nseg)
+        return false; /* a path into a scalar */
+    memset(out, 0, sizeof(*out));
+    out->type = (enum doc_type)m->type;
+    if (m->type == DOC_INT)
+        out->i = m->v.i;
+    else if (m->type == DOC_REAL)
+        out->d = m->v.d;
+    else if (m->type == DOC_STRING)
+        out->s = d->bytes + m->v.s.off, out->len = m->v.s.len;
+    return true;
 }
 
 /* ---- _like patterns ---- */
@@ -578,23 +689,20 @@ static int like_compile(struct fvalue *fv, const char *name, struct query_error 
 
 /* ---- matching ---- */
 
-static bool scalar_eq(const struct fvalue *fv, const json_t *v)
+static bool scalar_eq(const struct fvalue *fv, const struct qv *v)
 {
-    switch (json_typeof(v)) {
-    case JSON_STRING:
-        return json_string_length(v) == fv->len &&
-               memcmp(json_string_value(v), fv->text, fv->len) == 0;
-    case JSON_INTEGER:
-        return fv->eq_int && json_integer_value(v) == fv->eq_i;
-    case JSON_REAL: {
-        double d = json_real_value(v);
-        return fv->eq_real && d == fv->eq_d && !signbit(d) == !signbit(fv->eq_d);
-    }
-    case JSON_TRUE:
+    switch (v->type) {
+    case DOC_STRING:
+        return v->len == fv->len && memcmp(v->s, fv->text, fv->len) == 0;
+    case DOC_INT:
+        return fv->eq_int && v->i == fv->eq_i;
+    case DOC_REAL:
+        return fv->eq_real && v->d == fv->eq_d && !signbit(v->d) == !signbit(fv->eq_d);
+    case DOC_TRUE:
         return fv->lit == LIT_TRUE;
-    case JSON_FALSE:
+    case DOC_FALSE:
         return fv->lit == LIT_FALSE;
-    case JSON_NULL:
+    case DOC_NULL:
         return fv->lit == LIT_NULL;
     default:
         return false;
@@ -602,15 +710,15 @@ static bool scalar_eq(const struct fvalue *fv, const json_t *v)
 }
 
 /* null only ever equals "null": ranges and patterns skip it, as json-server does. */
-static bool scalar_range(const struct fvalue *fv, const json_t *v, bool gte)
+static bool scalar_range(const struct fvalue *fv, const struct qv *v, bool gte)
 {
     int c;
 
-    if (json_is_null(v))
+    if (v->type == DOC_NULL)
         return false;
-    if (json_is_number(v) && fv->is_num) {
+    if (qv_is_number(v) && fv->is_num) {
         struct num n;
-        json_num(v, &n);
+        qv_num(v, &n);
         c = num_cmp(&n, &fv->num);
     } else {
         char buf[CANON_MAX];
@@ -623,20 +731,20 @@ static bool scalar_range(const struct fvalue *fv, const json_t *v, bool gte)
     return gte ? c >= 0 : c <= 0;
 }
 
-static bool scalar_like(const struct fvalue *fv, const json_t *v)
+static bool scalar_like(const struct fvalue *fv, const struct qv *v)
 {
     char buf[CANON_MAX];
     const char *s;
     size_t len;
 
-    if (json_is_null(v) || !scalar_text(v, buf, &s, &len))
+    if (v->type == DOC_NULL || !scalar_text(v, buf, &s, &len))
         return false;
     /* REG_STARTEND: strings may hold NUL bytes; match the whole length. */
     regmatch_t m = {.rm_so = 0, .rm_eo = (regoff_t)len};
     return regexec(fv->re, s, 1, &m, REG_STARTEND) == 0;
 }
 
-static bool scalar_test(enum op op, const struct fvalue *fv, const json_t *v)
+static bool scalar_test(enum op op, const struct fvalue *fv, const struct qv *v)
 {
     switch (op) {
     case OP_EQ:
@@ -653,23 +761,26 @@ static bool scalar_test(enum op op, const struct fvalue *fv, const json_t *v)
 }
 
 /* An array passes when one of its scalar elements does. */
-static bool value_test(enum op op, const struct fvalue *fv, const json_t *v)
+static bool value_test(enum op op, const struct fvalue *fv, const struct qv *v)
 {
-    if (!json_is_array(v))
+    if (v->type != DOC_ARRAY)
         return scalar_test(op, fv, v);
-    size_t n = json_array_size(v);
+    size_t n = json_array_size(v->j);
     for (size_t i = 0; i < n; i++) {
-        const json_t *e = json_array_get(v, i);
-        if (!json_is_array(e) && !json_is_object(e) && scalar_test(op, fv, e))
+        const json_t *e = json_array_get(v->j, i);
+        struct qv ev;
+        if (json_is_array(e) || json_is_object(e))
+            continue;
+        qv_json(e, &ev);
+        if (scalar_test(op, fv, &ev))
             return true;
     }
     return false;
 }
 
-/* A missing field fails every operator, _ne included (as json-server). */
-static bool filter_match(const struct filter *f, const json_t *doc)
+/* A missing field (v NULL) fails every operator, _ne included (as json-server). */
+static bool filter_test(const struct filter *f, const struct qv *v)
 {
-    const json_t *v = path_get(&f->path, doc);
     if (v == NULL)
         return false;
     if (f->op == OP_NE) {
@@ -682,6 +793,17 @@ static bool filter_match(const struct filter *f, const json_t *doc)
         if (value_test(f->op, &f->values[i], v))
             return true;
     return false;
+}
+
+static bool filter_match(const struct filter *f, const json_t *doc)
+{
+    const json_t *v = path_get(&f->path, doc);
+    struct qv x;
+
+    if (v == NULL)
+        return false;
+    qv_json(v, &x);
+    return filter_test(f, &x);
 }
 
 static inline unsigned char fold(unsigned char c)
@@ -733,12 +855,14 @@ static bool text_search(const struct query *q, const json_t *v, int depth)
     char buf[CANON_MAX];
     const char *s;
     size_t len;
+    struct qv x;
 
     switch (json_typeof(v)) {
     case JSON_STRING:
     case JSON_INTEGER:
     case JSON_REAL:
-        scalar_text(v, buf, &s, &len);
+        qv_json(v, &x);
+        scalar_text(&x, buf, &s, &len);
         return contains_fold(q, s, len);
     case JSON_ARRAY: {
         if (depth >= QUERY_MAX_DEPTH)
@@ -774,49 +898,75 @@ bool query_match(const struct query *q, const json_t *doc)
     return true;
 }
 
+bool query_match_doc(const struct query *q, const struct doc *d)
+{
+    for (size_t i = 0; i < q->nfilters; i++) {
+        struct qv x;
+        json_t *tree;
+        bool found = doc_path(&q->filters[i].path, d, &x, &tree);
+        bool ok = filter_test(&q->filters[i], found ? &x : NULL);
+        json_decref(tree);
+        if (!ok)
+            return false;
+    }
+    if (q->needle != NULL) {
+        /* full text: the whole doc, parsed (a doc that will not parse matches nothing) */
+        json_t *tree = doc_parse(d);
+        bool ok = tree != NULL && text_search(q, tree, 0);
+        json_decref(tree);
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
 /* ---- sorting ---- */
 
 /* missing is NULL; null < false < true < numbers < strings < arrays < objects < missing. */
-static int type_rank(const json_t *v)
+static int type_rank(const struct qv *v)
 {
     if (v == NULL)
         return 7;
-    switch (json_typeof(v)) {
-    case JSON_NULL:
+    switch (v->type) {
+    case DOC_NULL:
         return 0;
-    case JSON_FALSE:
+    case DOC_FALSE:
         return 1;
-    case JSON_TRUE:
+    case DOC_TRUE:
         return 2;
-    case JSON_INTEGER:
-    case JSON_REAL:
+    case DOC_INT:
+    case DOC_REAL:
         return 3;
-    case JSON_STRING:
+    case DOC_STRING:
         return 4;
-    case JSON_ARRAY:
+    case DOC_ARRAY:
         return 5;
-    case JSON_OBJECT:
+    case DOC_OBJECT:
         return 6;
     }
-    panic("query: bad json type");
+    panic("query: bad value type");
 }
 
 /* A total preorder on values: see type_rank; arrays element by element; objects tie. */
 static int value_cmp(const json_t *a, const json_t *b, int depth)
 {
-    int ra = type_rank(a), rb = type_rank(b);
+    struct qv xa, xb;
+    if (a != NULL)
+        qv_json(a, &xa);
+    if (b != NULL)
+        qv_json(b, &xb);
+    int ra = type_rank(a != NULL ? &xa : NULL), rb = type_rank(b != NULL ? &xb : NULL);
     if (ra != rb)
         return ra < rb ? -1 : 1;
     switch (ra) {
     case 3: {
         struct num na, nb;
-        json_num(a, &na);
-        json_num(b, &nb);
+        qv_num(&xa, &na);
+        qv_num(&xb, &nb);
         return num_cmp(&na, &nb);
     }
     case 4:
-        return bytes_cmp(json_string_value(a), json_string_length(a), json_string_value(b),
-                         json_string_length(b));
+        return bytes_cmp(xa.s, xa.len, xb.s, xb.len);
     case 5: {
         if (depth >= QUERY_MAX_DEPTH)
             return 0;
@@ -866,7 +1016,8 @@ struct srow {
     struct skey key[];
 };
 
-static void skey_init(struct skey *k, const json_t *v)
+/* v NULL: missing. */
+static void skey_init(struct skey *k, const struct qv *v)
 {
     k->rank = type_rank(v);
     k->is_int = false;
@@ -874,20 +1025,20 @@ static void skey_init(struct skey *k, const json_t *v)
     k->p = NULL;
     k->prefix = 0;
     if (k->rank == 3) {
-        k->is_int = json_is_integer(v);
+        k->is_int = v->type == DOC_INT;
         if (k->is_int)
-            k->u.i = json_integer_value(v);
+            k->u.i = v->i;
         else
-            k->u.d = json_real_value(v);
+            k->u.d = v->d;
     } else if (k->rank == 4) {
         unsigned char pre[8] = {0};
-        k->p = json_string_value(v);
-        k->u.len = json_string_length(v);
+        k->p = v->s;
+        k->u.len = v->len;
         memcpy(pre, k->p, k->u.len < 8 ? k->u.len : 8);
         for (size_t i = 0; i < 8; i++)
             k->prefix = k->prefix << 8 | pre[i];
     } else if (k->rank == 5) {
-        k->p = v;
+        k->p = v->j;
     }
 }
 
@@ -926,29 +1077,96 @@ static int row_cmp(const struct query *q, const struct srow *a, const struct sro
     return 0;
 }
 
+/* The stable order as a strict total order: equal keys keep their input order. */
+static int row_cmp_total(const struct query *q, const struct srow *a, const struct srow *b)
+{
+    int c = row_cmp(q, a, b);
+    if (c != 0)
+        return c;
+    return a->index < b->index ? -1 : a->index > b->index;
+}
+
+/* The sort's rows, and the trees that their keys point into (parsed parts of stored docs). */
+struct rows {
+    char *mem;
+    size_t stride, n;
+    json_t **trees;
+    size_t ntrees, cap;
+};
+
+#define ROW(r, i) ((struct srow *)((r)->mem + (i) * (r)->stride))
+
+static void rows_init(struct rows *r, const struct query *q, size_t n)
+{
+    r->stride = sizeof(struct srow) + q->nkeys * sizeof(struct skey);
+    if (n > SIZE_MAX / 2 / r->stride)
+        panic("query_sort: %zu items", n);
+    r->mem = xmalloc((n ? n : 1) * r->stride);
+    r->n = n;
+    r->trees = NULL;
+    r->ntrees = r->cap = 0;
+}
+
+static void rows_keep(struct rows *r, json_t *tree)
+{
+    if (tree == NULL)
+        return;
+    if (r->ntrees == r->cap) {
+        r->cap = r->cap ? 2 * r->cap : 16;
+        r->trees = xrealloc(r->trees, r->cap * sizeof(*r->trees));
+    }
+    r->trees[r->ntrees++] = tree;
+}
+
+static void rows_cleanup(struct rows *r)
+{
+    for (size_t i = 0; i < r->ntrees; i++)
+        json_decref(r->trees[i]);
+    free(r->trees);
+    free(r->mem);
+}
+
+static void rows_fill_json(const struct query *q, struct rows *r, const struct query_item *items)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        struct srow *row = ROW(r, i);
+        row->index = i;
+        for (size_t k = 0; k < q->nkeys; k++) {
+            const json_t *v = path_get(&q->keys[k].path, items[i].doc);
+            struct qv x;
+            if (v != NULL)
+                qv_json(v, &x);
+            skey_init(&row->key[k], v != NULL ? &x : NULL);
+        }
+    }
+}
+
+static void rows_fill_docs(const struct query *q, struct rows *r, const struct doc *const *docs)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        struct srow *row = ROW(r, i);
+        row->index = i;
+        for (size_t k = 0; k < q->nkeys; k++) {
+            struct qv x;
+            json_t *tree;
+            bool found = doc_path(&q->keys[k].path, docs[i], &x, &tree);
+            skey_init(&row->key[k], found ? &x : NULL);
+            rows_keep(r, tree); /* the key may point into it */
+        }
+    }
+}
+
 /*
  * Bottom-up merge sort of rows that carry their keys inline (sequential
  * memory traffic, no pointer chasing); stable because a tie takes the left
- * run first. The items are then permuted by the rows' indexes.
+ * run first. Writes the sorted input indexes to 'order' (n entries).
  */
-void query_sort(const struct query *q, struct query_item *items, size_t n)
+static void rows_sort(const struct query *q, struct rows *r, size_t *order)
 {
-    if (q->nkeys == 0 || n < 2)
-        return;
-    size_t stride = sizeof(struct srow) + q->nkeys * sizeof(struct skey);
-    if (n > SIZE_MAX / 2 / stride)
-        panic("query_sort: %zu items", n);
+    size_t n = r->n, stride = r->stride;
+    char *tmp = xmalloc((n ? n : 1) * stride);
+    char *src = r->mem, *dst = tmp;
 
-    char *rows = xmalloc(n * stride);
-    char *tmp = xmalloc(n * stride);
-    for (size_t i = 0; i < n; i++) {
-        struct srow *r = (struct srow *)(rows + i * stride);
-        r->index = i;
-        for (size_t k = 0; k < q->nkeys; k++)
-            skey_init(&r->key[k], path_get(&q->keys[k].path, items[i].doc));
-    }
-
-    char *src = rows, *dst = tmp;
     for (size_t width = 1; width < n; width *= 2) {
         for (size_t lo = 0; lo < n; lo += 2 * width) {
             size_t mid = lo + width < n ? lo + width : n;
@@ -972,14 +1190,93 @@ void query_sort(const struct query *q, struct query_item *items, size_t n)
         if (width > SIZE_MAX / 4)
             break;
     }
+    for (size_t i = 0; i < n; i++)
+        order[i] = ((const struct srow *)(src + i * stride))->index;
+    free(tmp);
+}
 
+static void heap_sift_down(const struct query *q, const struct srow **h, size_t n, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, top = i;
+        if (l < n && row_cmp_total(q, h[l], h[top]) > 0)
+            top = l;
+        if (r < n && row_cmp_total(q, h[r], h[top]) > 0)
+            top = r;
+        if (top == i)
+            return;
+        const struct srow *t = h[i];
+        h[i] = h[top];
+        h[top] = t;
+        i = top;
+    }
+}
+
+/*
+ * The first k (< n) rows of the stable order, into order[0..k): a bounded
+ * max-heap of the k best under row_cmp_total (the stable order itself, ties
+ * broken by input position), so the result equals the merge sort's first k.
+ * O(n log k) and k pointers of memory.
+ */
+static void rows_top(const struct query *q, struct rows *r, size_t k, size_t *order)
+{
+    const struct srow **h = xmalloc((k ? k : 1) * sizeof(*h));
+    size_t m = 0;
+
+    for (size_t i = 0; i < r->n && k > 0; i++) {
+        const struct srow *row = ROW(r, i);
+        if (m < k) {
+            /* sift up */
+            size_t c = m++;
+            h[c] = row;
+            while (c > 0 && row_cmp_total(q, h[(c - 1) / 2], h[c]) < 0) {
+                const struct srow *t = h[c];
+                h[c] = h[(c - 1) / 2];
+                h[(c - 1) / 2] = t;
+                c = (c - 1) / 2;
+            }
+        } else if (row_cmp_total(q, row, h[0]) < 0) {
+            h[0] = row;
+            heap_sift_down(q, h, m, 0);
+        }
+    }
+    /* pop the largest to the back: ascending order */
+    while (m > 0) {
+        order[m - 1] = h[0]->index;
+        h[0] = h[--m];
+        heap_sift_down(q, h, m, 0);
+    }
+    free(h);
+}
+
+/*
+ * Orders rows: the whole stable sort, or only its first 'need' rows when
+ * that is fewer. Writes min(n, need) input indexes to 'order'.
+ */
+static void rows_order(const struct query *q, struct rows *r, size_t need, size_t *order)
+{
+    if (need < r->n)
+        rows_top(q, r, need, order);
+    else
+        rows_sort(q, r, order);
+}
+
+void query_sort(const struct query *q, struct query_item *items, size_t n)
+{
+    if (q->nkeys == 0 || n < 2)
+        return;
+    struct rows r;
+    rows_init(&r, q, n);
+    rows_fill_json(q, &r, items);
+    size_t *order = xmalloc(n * sizeof(*order));
+    rows_sort(q, &r, order);
     struct query_item *copy = xmalloc(n * sizeof(*copy));
     memcpy(copy, items, n * sizeof(*copy));
     for (size_t i = 0; i < n; i++)
-        items[i] = copy[((const struct srow *)(src + i * stride))->index];
+        items[i] = copy[order[i]];
     free(copy);
-    free(tmp);
-    free(rows);
+    free(order);
+    rows_cleanup(&r);
 }
 
 /* ---- slicing and links ---- */
@@ -1026,8 +1323,53 @@ size_t query_apply(const struct query *q, struct query_item *items, size_t n, si
             if (query_match(q, items[i].doc))
                 items[kept++] = items[i];
     }
-    query_sort(q, items, kept);
     query_slice(q, kept, from, to);
+    if (q->nkeys > 0 && kept >= 2 && *to > 0) {
+        /* only items[0 .. *to) need their final order */
+        struct rows r;
+        size_t need = *to, m = need < kept ? need : kept;
+        rows_init(&r, q, kept);
+        rows_fill_json(q, &r, items);
+        size_t *order = xmalloc(m * sizeof(*order));
+        rows_order(q, &r, need, order);
+        struct query_item *sel = xmalloc(m * sizeof(*sel));
+        for (size_t i = 0; i < m; i++)
+            sel[i] = items[order[i]];
+        memcpy(items, sel, m * sizeof(*sel));
+        free(sel);
+        free(order);
+        rows_cleanup(&r);
+    }
+    return kept;
+}
+
+size_t query_apply_docs(const struct query *q, const struct doc **docs, size_t n, size_t *from,
+                        size_t *to)
+{
+    size_t kept = n;
+
+    if (query_has_filter(q)) {
+        kept = 0;
+        for (size_t i = 0; i < n; i++)
+            if (query_match_doc(q, docs[i]))
+                docs[kept++] = docs[i];
+    }
+    query_slice(q, kept, from, to);
+    if (q->nkeys > 0 && kept >= 2 && *to > 0) {
+        struct rows r;
+        size_t need = *to, m = need < kept ? need : kept;
+        rows_init(&r, q, kept);
+        rows_fill_docs(q, &r, docs);
+        size_t *order = xmalloc(m * sizeof(*order));
+        rows_order(q, &r, need, order);
+        const struct doc **sel = xmalloc(m * sizeof(*sel));
+        for (size_t i = 0; i < m; i++)
+            sel[i] = docs[order[i]];
+        memcpy(docs, sel, m * sizeof(*sel));
+        free(sel);
+        free(order);
+        rows_cleanup(&r);
+    }
     return kept;
 }
 

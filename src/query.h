@@ -1,5 +1,6 @@
 /*
- * src/query.h -- the json-server 0.17 list query dialect over jansson values (query.c).
+ * src/query.h -- the json-server 0.17 list query dialect over jansson values and stored docs
+ * (query.c).
  *
  * A pure library: no I/O, no locks, no globals. query_parse turns the decoded
  * query parameters of one request into a 'struct query' (all regexes compiled,
@@ -67,6 +68,8 @@ struct query_error {
     char message[256];
 };
 
+struct doc; /* store/doc.h: a stored document, its bytes and its member index */
+
 /* A list entry: the document and the caller's own record for it (say, prepared bytes). */
 struct query_item {
     const json_t *doc;
@@ -97,6 +100,14 @@ bool query_has_page(const struct query *q);
 bool query_match(const struct query *q, const json_t *doc);
 
 /*
+ * query_match over a stored doc, with the same result as over its parsed
+ * bytes. The fast path: a filter on a top-level scalar member reads the doc's
+ * member index (no parse, no allocation); a nested path, an array or object
+ * member or an escaped string parses just that member, and q parses the doc.
+ */
+bool query_match_doc(const struct query *q, const struct doc *d);
+
+/*
  * Orders two documents by the _sort keys: <0, 0 or >0. Without _sort every
  * pair compares equal. No allocation.
  */
@@ -117,12 +128,18 @@ void query_slice(const struct query *q, size_t total, size_t *from, size_t *to);
 
 /*
  * The whole pipeline over 'items' (in insertion order): drops the items that
- * do not match (compacting the array in place, order kept), sorts the rest and
- * computes the slice. Returns the match count, the X-Total-Count value; the
- * reply is items[*from .. *to).
+ * do not match (compacting the array in place, order kept), orders the rest
+ * and computes the slice. Returns the match count, the X-Total-Count value;
+ * the reply is items[*from .. *to), in the stable sort's order. Only
+ * items[0 .. *to) are ordered: when that is fewer than the matches, a bounded
+ * top-k selection replaces the full sort (same order, ties included).
  */
 size_t query_apply(const struct query *q, struct query_item *items, size_t n, size_t *from,
                    size_t *to);
+
+/* query_apply over stored docs (query_match_doc; sort keys from the member index). */
+size_t query_apply_docs(const struct query *q, const struct doc **docs, size_t n, size_t *from,
+                        size_t *to);
 
 /*
  * The Link header value for a _page request, as json-server 0.17 builds it

@@ -7,8 +7,24 @@
 
 #include "util.h"
 
+/* The serialized whole list of one version: "[doc,doc,...]". */
+struct list_bytes {
+    size_t len;
+    char data[];
+};
+
+/* Marks a version whose list is over COLL_LIST_CACHE_MAX: never built. */
+static struct list_bytes too_big;
+
 struct coll {
     _Atomic uint32_t refs;
+    /*
+     * Built lazily by the first reader that asks (coll_list_bytes) and
+     * published with one compare-and-swap; freed with the version. The list
+     * is a function of the (immutable) docs, so the version stays immutable
+     * as far as any reader can tell.
+     */
+    _Atomic(struct list_bytes *) list;
     uint64_t rev;
     uint64_t next_seq;
     uint64_t n_str_ids; /* members whose "id" is a JSON string */
@@ -101,6 +117,9 @@ void coll_release(struct coll *c)
         return;
     pmap_cleanup(&c->by_id);
     pmap_cleanup(&c->by_seq);
+    struct list_bytes *lb = atomic_load_explicit(&c->list, memory_order_acquire);
+    if (lb != &too_big)
+        free(lb);
     free(c);
     atomic_fetch_sub_explicit(&live_colls, 1, memory_order_relaxed);
 }
@@ -111,6 +130,7 @@ static struct coll *alloc(const char *name, uint64_t rev)
     struct coll *c = xmalloc(sizeof(*c) + n + 1);
 
     atomic_init(&c->refs, 1);
+    atomic_init(&c->list, NULL);
     c->rev = rev;
     c->next_seq = 1;
     c->n_str_ids = 0;
@@ -228,6 +248,47 @@ struct coll *coll_restore(const char *name, uint64_t rev, uint64_t next_seq, int
             c->max_int_id = max_int_id;
     }
     return c;
+}
+
+const char *coll_list_bytes(const struct coll *cc, size_t *len)
+{
+    struct coll *c = (struct coll *)cc; /* the cache is the other mutable field */
+    struct list_bytes *lb = atomic_load_explicit(&c->list, memory_order_acquire), *expect = NULL;
+    struct coll_iter it;
+    struct doc *d;
+    size_t total = 2, n = 0, at = 1;
+
+    if (lb == NULL) {
+        coll_iter_init(&it, c, 0);
+        while ((d = coll_iter_next(&it)) != NULL && total <= COLL_LIST_CACHE_MAX)
+            total += d->len + (n++ > 0);
+        if (total > COLL_LIST_CACHE_MAX) {
+            lb = &too_big;
+        } else {
+            lb = xmalloc(sizeof(*lb) + total);
+            lb->data[0] = '[';
+            coll_iter_init(&it, c, 0);
+            for (size_t k = 0; (d = coll_iter_next(&it)) != NULL; k++) {
+                if (k > 0)
+                    lb->data[at++] = ',';
+                memcpy(lb->data + at, d->bytes, d->len);
+                at += d->len;
+            }
+            lb->data[at++] = ']';
+            lb->len = at;
+        }
+        /* release: the bytes are written before another reader can see the pointer */
+        if (!atomic_compare_exchange_strong_explicit(&c->list, &expect, lb, memory_order_acq_rel,
+                                                     memory_order_acquire)) {
+            if (lb != &too_big)
+                free(lb);
+            lb = expect; /* another reader built it first: use theirs */
+        }
+    }
+    if (lb == &too_big)
+        return NULL;
+    *len = lb->len;
+    return lb->data;
 }
 
 uint64_t coll_live(void)

@@ -49,7 +49,19 @@ int64_t coll_max_int_id(const struct coll *c);
 /* Sequence number the next new doc gets (starts at 1). */
 uint64_t coll_next_seq(const struct coll *c);
 
-/* Returns 'c' with one more reference (the count is the one mutable field). */
+/* Lists longer than this (bytes) are not kept by coll_list_bytes(). */
+#define COLL_LIST_CACHE_MAX ((size_t)4 << 20)
+
+/*
+ * Borrowed: the whole collection as one JSON array, "[doc,doc,...]" in
+ * insertion order (*len bytes, not NUL-terminated), built on the first call
+ * by any thread and kept with this version until it is freed. Valid while
+ * the caller holds a reference to 'c'. NULL when the list would be longer
+ * than COLL_LIST_CACHE_MAX: build it per request instead.
+ */
+const char *coll_list_bytes(const struct coll *c, size_t *len);
+
+/* Returns 'c' with one more reference (the count and the list cache are the mutable fields). */
 struct coll *coll_retain(const struct coll *c);
 /* Drops a reference; the last one releases the maps (and docs only they hold). */
 void coll_release(struct coll *c);

@@ -677,41 +677,36 @@ int loader_feed(struct loader *l, const struct rec *r, const char *file, uint64_
 /* New reference: the doc for entry 'e', or NULL with 'err' set. Thread-safe. */
 static struct doc *make_doc(struct entry *e, bool coll_doc, char *err, size_t errlen)
 {
-    json_t *j = e->json;
-    json_error_t jerr;
-    bool from_bytes = j == NULL;
+    struct doc *d;
 
-    if (j != NULL) {
+    if (e->json != NULL) {
+        /* an IMPORT record's element: serialized once more, its tree dropped */
+        d = json_is_object(e->json)
+                ? doc_new(e->json, e->key, e->key_len, coll_doc ? e->seq : 0, e->rev)
+                : NULL;
+        json_decref(e->json);
         e->json = NULL;
-    } else {
-        j = json_loadb(e->bytes, e->len, 0, &jerr);
-        if (j == NULL) {
-            fail(err, errlen, e->file, e->off, "document is not valid JSON (byte %d)",
-                 jerr.position);
-            return NULL;
-        }
+    } else if (doc_new_bytes(e->key, e->key_len, coll_doc ? e->seq : 0, e->rev, e->bytes, e->len,
+                             &d) != 0) {
+        /* the logged bytes are what the doc was served as: kept and scanned, not parsed */
+        d = NULL;
     }
-    if (!json_is_object(j)) {
-        json_decref(j);
+    if (d == NULL) {
         fail(err, errlen, e->file, e->off, "document is not a JSON object");
         return NULL;
     }
     if (coll_doc) {
         char key[STORE_ID_MAX + 1];
-        const json_t *jid = json_object_get(j, "id");
-        if (store_id_key(jid, key) != 0 || strlen(key) != e->key_len ||
-            memcmp(key, e->key, e->key_len) != 0 || json_is_integer(jid) != e->int_id) {
-            json_decref(j);
+        bool is_int = false;
+        if (doc_id_key(d, key, &is_int) != 0 || strlen(key) != e->key_len ||
+            memcmp(key, e->key, e->key_len) != 0 || is_int != e->int_id) {
+            doc_release(d);
             fail(err, errlen, e->file, e->off, "document's \"id\" does not match its key '%s'",
                  e->key);
             return NULL;
         }
     }
-    /* the logged bytes are what the doc was served as: keep them, skip a second encoding */
-    if (from_bytes)
-        return doc_new_bytes(j, e->key, e->key_len, coll_doc ? e->seq : 0, e->rev, e->bytes,
-                             e->len);
-    return doc_new(j, e->key, e->key_len, coll_doc ? e->seq : 0, e->rev);
+    return d;
 }
 
 /*

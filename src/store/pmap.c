@@ -11,13 +11,18 @@
 /*
  * A node is immutable once built except for 'refs'. It owns one reference to
  * each child and to 'doc'. 'size' is the number of docs in the subtree.
+ * 'key' is the doc's key in the map's order, or enough of it to decide most
+ * comparisons without loading the doc (a likely cache miss per level on a
+ * big tree): PMAP_BY_SEQ the seq itself; PMAP_BY_ID the id's first 8 bytes,
+ * big-endian and zero-padded (see cmp_node). 40 bytes: a 48-byte chunk.
  */
 struct pmap_node {
     _Atomic uint32_t refs;
-    size_t size;
+    uint32_t size;
     struct pmap_node *l;
     struct pmap_node *r;
     struct doc *doc;
+    uint64_t key;
 };
 
 /* Relaxed: statistics, not synchronisation. */
@@ -72,16 +77,35 @@ static void unref(struct pmap_node *n)
     }
 }
 
+/* The first 8 bytes of an id, big-endian, zero-padded: bytewise order on the prefix. */
+static uint64_t id_prefix(const char *id, size_t len)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < 8; i++)
+        v = v << 8 | (i < len ? (unsigned char)id[i] : 0);
+    return v;
+}
+
+static uint64_t node_key(enum pmap_order order, const struct doc *d)
+{
+    return order == PMAP_BY_SEQ ? d->seq : id_prefix(d->id, d->id_len);
+}
+
 /* New node. Steals 'l', 'd' and 'r'. */
-static struct pmap_node *mk(struct pmap_node *l, struct doc *d, struct pmap_node *r)
+static struct pmap_node *mk(enum pmap_order order, struct pmap_node *l, struct doc *d,
+                            struct pmap_node *r)
 {
     struct pmap_node *n = xmalloc(sizeof(*n));
+    size_t sz = size(l) + size(r) + 1;
 
+    if (sz > UINT32_MAX)
+        panic("pmap: more than %" PRIu32 " docs in one map", UINT32_MAX);
     atomic_init(&n->refs, 1);
-    n->size = size(l) + size(r) + 1;
+    n->size = (uint32_t)sz;
     n->l = l;
     n->r = r;
     n->doc = d;
+    n->key = node_key(order, d);
     atomic_fetch_add_explicit(&live_nodes, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&nodes_made, 1, memory_order_relaxed);
     return n;
@@ -113,12 +137,49 @@ static struct pmap_key key_of(const struct doc *d)
     return k;
 }
 
+/* A lookup key with its node-key form, made once per descent. */
+struct probe {
+    const struct pmap_key *k;
+    uint64_t word; /* node_key's form of 'k' */
+    bool exact;    /* equal words mean equal keys: an id of < 8 bytes without NUL */
+};
+
+static void probe_init(struct probe *p, enum pmap_order order, const struct pmap_key *k)
+{
+    p->k = k;
+    if (order == PMAP_BY_SEQ) {
+        p->word = k->seq;
+        p->exact = true;
+    } else {
+        p->word = id_prefix(k->id, k->len);
+        /*
+         * Zero padding: when neither id has a NUL byte, the prefixes order the
+         * ids as bytewise-then-shorter-first does, and a prefix holding fewer
+         * than 8 bytes is the whole id (the other id's zero byte at the same
+         * place ends it too). Ids are never NUL; a probe with one (or of 8
+         * bytes or more) falls back to the doc on a tie.
+         */
+        p->exact = k->len < 8 && memchr(k->id, 0, k->len) == NULL;
+    }
+}
+
+/* cmp_key against node 'n', loading n->doc only when the node's key word ties. */
+static int cmp_node(enum pmap_order order, const struct probe *p, const struct pmap_node *n)
+{
+    if (p->word != n->key)
+        return p->word < n->key ? -1 : 1;
+    if (p->exact)
+        return 0;
+    return cmp_key(order, p->k, n->doc);
+}
+
 /*
  * Rebuilds a node from 'l', 'd', 'r' (all stolen), restoring the weight
  * balance after one insertion or deletion below it: one single or double
  * rotation suffices (Adams; Hirai & Yamamoto).
  */
-static struct pmap_node *balance(struct pmap_node *l, struct doc *d, struct pmap_node *r)
+static struct pmap_node *balance(enum pmap_order o, struct pmap_node *l, struct doc *d,
+                                 struct pmap_node *r)
 {
     struct pmap_node *a, *b, *c, *bl, *br;
     struct doc *y, *z;
@@ -126,59 +187,60 @@ static struct pmap_node *balance(struct pmap_node *l, struct doc *d, struct pmap
     if (DELTA * weight(l) < weight(r)) {
         split3(r, &b, &y, &c); /* r = (b y c) */
         if (weight(b) < GAMMA * weight(c))
-            return mk(mk(l, d, b), y, c);
+            return mk(o, mk(o, l, d, b), y, c);
         split3(b, &bl, &z, &br); /* b = (bl z br) */
-        return mk(mk(l, d, bl), z, mk(br, y, c));
+        return mk(o, mk(o, l, d, bl), z, mk(o, br, y, c));
     }
     if (DELTA * weight(r) < weight(l)) {
         split3(l, &a, &y, &b); /* l = (a y b) */
         if (weight(b) < GAMMA * weight(a))
-            return mk(a, y, mk(b, d, r));
+            return mk(o, a, y, mk(o, b, d, r));
         split3(b, &bl, &z, &br);
-        return mk(mk(a, y, bl), z, mk(br, d, r));
+        return mk(o, mk(o, a, y, bl), z, mk(o, br, d, r));
     }
-    return mk(l, d, r);
+    return mk(o, l, d, r);
 }
 
 /* New reference: 't' (borrowed) with 'd' put in. */
 static struct pmap_node *put(enum pmap_order order, const struct pmap_node *t,
-                             const struct pmap_key *k, struct doc *d, bool *replaced)
+                             const struct probe *k, struct doc *d, bool *replaced)
 {
     int c;
 
     if (t == NULL)
-        return mk(NULL, doc_retain(d), NULL);
-    c = cmp_key(order, k, t->doc);
+        return mk(order, NULL, doc_retain(d), NULL);
+    c = cmp_node(order, k, t);
     if (c == 0) {
         *replaced = true;
-        return mk(ref(t->l), doc_retain(d), ref(t->r));
+        return mk(order, ref(t->l), doc_retain(d), ref(t->r));
     }
     if (c < 0)
-        return balance(put(order, t->l, k, d, replaced), doc_retain(t->doc), ref(t->r));
-    return balance(ref(t->l), doc_retain(t->doc), put(order, t->r, k, d, replaced));
+        return balance(order, put(order, t->l, k, d, replaced), doc_retain(t->doc), ref(t->r));
+    return balance(order, ref(t->l), doc_retain(t->doc), put(order, t->r, k, d, replaced));
 }
 
 /* New reference: 't' (borrowed, non-empty) without its minimum; *min borrowed from 't'. */
-static struct pmap_node *del_min(const struct pmap_node *t, struct doc **min)
+static struct pmap_node *del_min(enum pmap_order o, const struct pmap_node *t, struct doc **min)
 {
     if (t->l == NULL) {
         *min = t->doc;
         return ref(t->r);
     }
-    return balance(del_min(t->l, min), doc_retain(t->doc), ref(t->r));
+    return balance(o, del_min(o, t->l, min), doc_retain(t->doc), ref(t->r));
 }
 
-static struct pmap_node *del_max(const struct pmap_node *t, struct doc **max)
+static struct pmap_node *del_max(enum pmap_order o, const struct pmap_node *t, struct doc **max)
 {
     if (t->r == NULL) {
         *max = t->doc;
         return ref(t->l);
     }
-    return balance(ref(t->l), doc_retain(t->doc), del_max(t->r, max));
+    return balance(o, ref(t->l), doc_retain(t->doc), del_max(o, t->r, max));
 }
 
 /* New reference: the join of 'l' and 'r' (borrowed, each within balance of the other). */
-static struct pmap_node *glue(const struct pmap_node *l, const struct pmap_node *r)
+static struct pmap_node *glue(enum pmap_order o, const struct pmap_node *l,
+                              const struct pmap_node *r)
 {
     struct doc *m;
     struct pmap_node *rest;
@@ -189,24 +251,24 @@ static struct pmap_node *glue(const struct pmap_node *l, const struct pmap_node 
         return ref(l);
     /* Take from the heavier side so the result stays balanced. */
     if (size(l) > size(r)) {
-        rest = del_max(l, &m);
-        return balance(rest, doc_retain(m), ref(r));
+        rest = del_max(o, l, &m);
+        return balance(o, rest, doc_retain(m), ref(r));
     }
-    rest = del_min(r, &m);
-    return balance(ref(l), doc_retain(m), rest);
+    rest = del_min(o, r, &m);
+    return balance(o, ref(l), doc_retain(m), rest);
 }
 
 /* New reference: 't' (borrowed) without key 'k', which must be present. */
 static struct pmap_node *del(enum pmap_order order, const struct pmap_node *t,
-                             const struct pmap_key *k)
+                             const struct probe *k)
 {
-    int c = cmp_key(order, k, t->doc);
+    int c = cmp_node(order, k, t);
 
     if (c == 0)
-        return glue(t->l, t->r);
+        return glue(order, t->l, t->r);
     if (c < 0)
-        return balance(del(order, t->l, k), doc_retain(t->doc), ref(t->r));
-    return balance(ref(t->l), doc_retain(t->doc), del(order, t->r, k));
+        return balance(order, del(order, t->l, k), doc_retain(t->doc), ref(t->r));
+    return balance(order, ref(t->l), doc_retain(t->doc), del(order, t->r, k));
 }
 
 int pmap_cmp(enum pmap_order order, const struct doc *a, const struct doc *b)
@@ -216,14 +278,14 @@ int pmap_cmp(enum pmap_order order, const struct doc *a, const struct doc *b)
 }
 
 /* New reference: the perfectly balanced tree of docs[0..n). */
-static struct pmap_node *from_sorted(struct doc *const *docs, size_t n)
+static struct pmap_node *from_sorted(enum pmap_order o, struct doc *const *docs, size_t n)
 {
     size_t mid = n / 2;
 
     if (n == 0)
         return NULL;
-    return mk(from_sorted(docs, mid), doc_retain(docs[mid]),
-              from_sorted(docs + mid + 1, n - mid - 1));
+    return mk(o, from_sorted(o, docs, mid), doc_retain(docs[mid]),
+              from_sorted(o, docs + mid + 1, n - mid - 1));
 }
 
 struct pmap pmap_from_sorted(enum pmap_order order, struct doc *const *docs, size_t n)
@@ -234,7 +296,7 @@ struct pmap pmap_from_sorted(enum pmap_order order, struct doc *const *docs, siz
         if (pmap_cmp(order, docs[i - 1], docs[i]) >= 0)
             panic("pmap_from_sorted: docs %zu and %zu out of order", i - 1, i);
     /* Sizes of siblings differ by at most one, well inside the weight balance. */
-    m.root = from_sorted(docs, n);
+    m.root = from_sorted(order, docs, n);
     return m;
 }
 
@@ -260,9 +322,11 @@ struct pmap pmap_put(const struct pmap *m, struct doc *doc, bool *replaced)
 {
     struct pmap_key k = key_of(doc);
     struct pmap out = {.order = m->order};
+    struct probe p;
     bool rep = false;
 
-    out.root = put(m->order, m->root, &k, doc, &rep);
+    probe_init(&p, m->order, &k);
+    out.root = put(m->order, m->root, &p, doc, &rep);
     if (replaced != NULL)
         *replaced = rep;
     return out;
@@ -272,9 +336,11 @@ struct pmap pmap_del(const struct pmap *m, const struct pmap_key *k, bool *found
 {
     struct pmap out = {.order = m->order};
     bool present = pmap_get(m, k) != NULL;
+    struct probe p;
 
     /* Looking first keeps del() simple and makes a miss cost no allocation. */
-    out.root = present ? del(m->order, m->root, k) : ref(m->root);
+    probe_init(&p, m->order, k);
+    out.root = present ? del(m->order, m->root, &p) : ref(m->root);
     if (found != NULL)
         *found = present;
     return out;
@@ -283,9 +349,11 @@ struct pmap pmap_del(const struct pmap *m, const struct pmap_key *k, bool *found
 struct doc *pmap_get(const struct pmap *m, const struct pmap_key *k)
 {
     const struct pmap_node *n = m->root;
+    struct probe p;
 
+    probe_init(&p, m->order, k);
     while (n != NULL) {
-        int c = cmp_key(m->order, k, n->doc);
+        int c = cmp_node(m->order, &p, n);
         if (c == 0)
             return n->doc;
         n = c < 0 ? n->l : n->r;
@@ -320,9 +388,11 @@ size_t pmap_rank(const struct pmap *m, const struct pmap_key *k)
 {
     const struct pmap_node *n = m->root;
     size_t rank = 0;
+    struct probe p;
 
+    probe_init(&p, m->order, k);
     while (n != NULL) {
-        int c = cmp_key(m->order, k, n->doc);
+        int c = cmp_node(m->order, &p, n);
         if (c == 0)
             return rank + size(n->l);
         if (c < 0) {
@@ -399,7 +469,8 @@ static int check(enum pmap_order order, const struct pmap_node *n, const struct 
 
     if (n == NULL)
         return 0;
-    if (n->doc == NULL || n->size != size(n->l) + size(n->r) + 1)
+    if (n->doc == NULL || n->size != size(n->l) + size(n->r) + 1 ||
+        n->key != node_key(order, n->doc))
         return -EINVAL;
     if (DELTA * weight(n->l) < weight(n->r) || DELTA * weight(n->r) < weight(n->l))
         return -EINVAL;

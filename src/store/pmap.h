@@ -10,10 +10,13 @@
 
 /*
  * A pmap is one immutable version of an ordered map from a key to a
- * struct doc. The key is read from the doc itself, so a map only needs to
- * know which field orders it:
+ * struct doc. The key is the doc's own, so a map only needs to know which
+ * field orders it:
  *   PMAP_BY_ID   doc->id, compared bytewise (memcmp, then shorter first);
+ *                ids must not contain NUL bytes (every valid id and name);
  *   PMAP_BY_SEQ  doc->seq, compared as unsigned integers.
+ * Nodes keep a word of the key (pmap.c) so that a lookup loads only the
+ * doc it finds, in the common case.
  *
  * Updates copy the O(log n) nodes on the path to the change and share every
  * other node with the version they started from (path copying). Nodes and

@@ -406,7 +406,6 @@ static enum store_result do_post(const struct snap *cur, const struct store_op *
         set_id(*body, key, as_int, v);
     }
     d = doc_new(*body, key, strlen(key), coll_next_seq(c), rev);
-    *body = NULL;
     finish_coll(cur, c, d, rev, out);
     doc_release(d);
     rc = STORE_CREATED;
@@ -448,7 +447,6 @@ static enum store_result do_put(const struct snap *cur, const struct store_op *o
         set_id(*body, op->id, as_int, v);
     }
     d = doc_new(*body, op->id, strlen(op->id), old != NULL ? old->seq : coll_next_seq(c), rev);
-    *body = NULL;
     finish_coll(cur, c, d, rev, out);
     doc_release(d);
     rc = old != NULL ? STORE_OK : STORE_CREATED;
@@ -458,19 +456,28 @@ out:
 }
 
 /*
- * New reference: 'patch' merged into a copy of 'old'. With 'keep_id', NULL
- * (and INVALID in 'res') when the patch changes or removes "id".
+ * New reference: 'patch' merged into 'old' (parsed from its bytes: docs keep
+ * no tree). With 'keep_id', NULL (and INVALID in 'res') when the patch
+ * changes or removes "id".
  */
 static json_t *patched(const struct doc *old, const json_t *patch, bool keep_id,
                        struct store_res *res)
 {
-    json_t *j = merge_patch(copy(old->json), patch);
+    json_t *j = doc_parse(old), *old_id;
 
-    if (keep_id && !json_equal(json_object_get(j, "id"), json_object_get(old->json, "id"))) {
+    if (j == NULL) {
+        fail(res, STORE_INVALID, "the stored document cannot be parsed");
+        return NULL;
+    }
+    old_id = json_incref(json_object_get(j, "id"));
+    j = merge_patch(j, patch);
+    if (keep_id && !json_equal(json_object_get(j, "id"), old_id)) {
         json_decref(j);
+        json_decref(old_id);
         fail(res, STORE_INVALID, "a merge patch may not change or remove \"id\"");
         return NULL;
     }
+    json_decref(old_id);
     return j;
 }
 
@@ -495,6 +502,7 @@ static enum store_result do_patch(const struct snap *cur, const struct store_op 
     if (j == NULL)
         return res->code;
     d = doc_new(j, old->id, old->id_len, old->seq, rev);
+    json_decref(j);
     finish_coll(cur, c, d, rev, out);
     doc_release(d);
     return STORE_OK;
@@ -540,7 +548,6 @@ static enum store_result do_put_single(const struct snap *cur, const struct stor
     if (old == NULL && too_many_names(cur, res) != STORE_OK)
         return res->code;
     d = doc_new(*body, op->name, strlen(op->name), 0, rev);
-    *body = NULL;
     out->next = snap_with_single(cur, d, rev);
     out->doc = d;
     return old != NULL ? STORE_OK : STORE_CREATED;
@@ -560,7 +567,10 @@ static enum store_result do_patch_single(const struct snap *cur, const struct st
     if (!if_match_ok(op, true, old->rev))
         return precondition_failed(res, old);
     j = patched(old, op->body, false, res);
+    if (j == NULL)
+        return res->code;
     d = doc_new(j, old->id, old->id_len, 0, rev);
+    json_decref(j);
     out->next = snap_with_single(cur, d, rev);
     out->doc = d;
     return STORE_OK;
@@ -573,7 +583,7 @@ static enum store_result do_patch_single(const struct snap *cur, const struct st
  * string colliding with an explicit one (p < 2^-100) is reported as a repeat.
  * Built in bulk: 2 nodes per doc instead of two O(log n) path copies.
  */
-static struct coll *import_coll(const char *name, const json_t *arr, uint64_t rev,
+static struct coll *import_coll(const char *name, const json_t *arr, bool owned, uint64_t rev,
                                 struct store_res *res)
 {
     size_t n = json_array_size(arr), i, made = 0;
@@ -602,20 +612,27 @@ static struct coll *import_coll(const char *name, const json_t *arr, uint64_t re
     }
     json_array_foreach(arr, i, el)
     {
-        json_t *el_copy = copy(el);
-        const json_t *jid = body_id(el_copy);
+        /*
+         * The element is only serialized; one without an "id" gets one, in
+         * place when the body is ours (take_body), else in a copy.
+         */
+        const json_t *jid = body_id(el);
+        json_t *given = NULL;
 
         if (jid != NULL) {
             store_id_key(jid, key);
         } else if (all_int && max_int < INT64_MAX) {
             max_int++;
             snprintf(key, sizeof(key), "%" PRId64, max_int);
-            set_id(el_copy, key, true, max_int);
+            given = owned ? json_incref((json_t *)el) : copy(el);
+            set_id(given, key, true, max_int);
         } else {
             random_id(key);
-            set_id(el_copy, key, false, 0);
+            given = owned ? json_incref((json_t *)el) : copy(el);
+            set_id(given, key, false, 0);
         }
-        docs[made++] = doc_new(el_copy, key, strlen(key), (uint64_t)i + 1, rev);
+        docs[made++] = doc_new(given != NULL ? given : el, key, strlen(key), (uint64_t)i + 1, rev);
+        json_decref(given);
     }
     c = coll_build(name, rev, docs, made, &dup);
     if (c == NULL)
@@ -651,13 +668,13 @@ static enum store_result do_import(const struct snap *cur, const struct store_op
             goto out_fail;
         }
         if (json_is_array(value)) {
-            struct coll *c = import_coll(name, value, rev, res);
+            struct coll *c = import_coll(name, value, op->take_body, rev, res);
             if (c == NULL)
                 goto out_fail;
             n = snap_with_coll(next, c, rev);
             coll_release(c);
         } else if (json_is_object(value)) {
-            struct doc *d = doc_new(copy(value), name, strlen(name), 0, rev);
+            struct doc *d = doc_new(value, name, strlen(name), 0, rev);
             n = snap_with_single(next, d, rev);
             doc_release(d);
         } else {
@@ -739,7 +756,8 @@ void store_exclusive(struct store *st, void (*fn)(void *cls, const struct snap *
 /*
  * The write path, in order:
  *   1. validate what needs no state (names, ids, body shape), no lock held;
- *   2. copy the body (POST, PUT, PUT_SINGLE: it becomes the stored json_t);
+ *   2. copy the body (POST, PUT, PUT_SINGLE: it becomes the stored json_t),
+ *      unless the caller gave it away (op->take_body);
  *   3. lock write_lock; build the next snapshot beside st->cur (do_*);
  *   4. commit hook: the write-ahead log appends and syncs here; on failure the
  *      next snapshot is dropped and nothing has changed;
@@ -754,6 +772,8 @@ enum store_result store_write(struct store *st, const struct store_op *op, struc
     struct built b = {0};
     struct snap *cur, *old = NULL;
     json_t *body = NULL;
+    /* The caller's reference when it gave 'body' away; dropped on return. */
+    json_t *given = op->take_body ? (json_t *)op->body : NULL;
     uint64_t rev;
     enum store_result rc;
 
@@ -762,7 +782,7 @@ enum store_result store_write(struct store *st, const struct store_op *op, struc
     if (rc != STORE_OK)
         goto out_rev;
     if (op->kind == STORE_POST || op->kind == STORE_PUT || op->kind == STORE_PUT_SINGLE)
-        body = copy(op->body);
+        body = given != NULL ? json_incref(given) : copy(op->body);
 
     pthread_mutex_lock(&st->write_lock);
     cur = st->cur;
@@ -832,6 +852,7 @@ out_unlock:
     snap_release(b.next);
     doc_release(b.doc);
     json_decref(body);
+    json_decref(given);
     return rc;
 
 out_rev:
@@ -841,5 +862,6 @@ out_rev:
         res->rev = snap_revision(s);
         snap_release(s);
     }
+    json_decref(given);
     return rc;
 }

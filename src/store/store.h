@@ -51,18 +51,25 @@ enum store_op_kind {
 
 /*
  * One write. Everything is borrowed and never modified: the store copies what
- * it keeps. If-Match: when 'if_match_any' or 'n_if_match' > 0 the write
- * happens only if the target exists and (for a list) its revision is one of
- * 'if_match'. The target is the doc (PUT, PATCH, DELETE), the resource
- * (PUT_SINGLE, PATCH_SINGLE), the collection (POST) or the snapshot (IMPORT).
+ * it keeps -- except 'body' when 'take_body' is set. If-Match: when
+ * 'if_match_any' or 'n_if_match' > 0 the write happens only if the target
+ * exists and (for a list) its revision is one of 'if_match'. The target is
+ * the doc (PUT, PATCH, DELETE), the resource (PUT_SINGLE, PATCH_SINGLE), the
+ * collection (POST) or the snapshot (IMPORT).
  */
 struct store_op {
     enum store_op_kind kind;
     const char *name;   /* collection or resource name; unused by IMPORT */
     const char *id;     /* path id (PUT, PATCH, DELETE), NUL-terminated */
     const json_t *body; /* POST, PUT, PATCH, *_SINGLE: a JSON object; IMPORT: the db.json object */
-    bool no_create;     /* a write may not create a collection or resource: NOT_FOUND instead */
-    bool if_match_any;  /* If-Match: * */
+    /*
+     * Steals the caller's reference to 'body' (also on failure): the store
+     * may change it and keep its values instead of deep-copying them. The
+     * caller must not use 'body' after store_write() returns.
+     */
+    bool take_body;
+    bool no_create;    /* a write may not create a collection or resource: NOT_FOUND instead */
+    bool if_match_any; /* If-Match: * */
     size_t n_if_match;
     uint64_t if_match[STORE_IF_MATCH_MAX];
 };

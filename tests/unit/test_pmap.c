@@ -56,7 +56,19 @@ static struct doc *mkdoc(size_t i, uint64_t rev)
 {
     char id[32];
     int n = snprintf(id, sizeof(id), "%zu", i);
-    return doc_new(json_object(), id, (size_t)n, i, rev);
+    struct doc *d;
+    if (doc_new_bytes(id, (size_t)n, i, rev, "{}", 2, &d) != 0)
+        abort();
+    return d;
+}
+
+/* A doc keyed 'id' (any length) with seq 'seq'. */
+static struct doc *doc_new_bytes_or_die(const char *id, uint64_t seq)
+{
+    struct doc *d;
+    if (doc_new_bytes(id, strlen(id), seq, 1, "{}", 2, &d) != 0)
+        abort();
+    return d;
 }
 
 static struct pmap_key key_id(const char *id)
@@ -527,6 +539,97 @@ static void test_from_sorted(void)
 }
 
 /* Runs last: every version above was released, so nothing may be left. */
+/* Bytewise, then shorter first: the by-id order, for qsort over id strings. */
+static int cmp_idstr(const void *a, const void *b)
+{
+    const char *x = *(const char *const *)a, *y = *(const char *const *)b;
+    size_t lx = strlen(x), ly = strlen(y), n = lx < ly ? lx : ly;
+    int c = memcmp(x, y, n);
+    return c != 0 ? c : (lx < ly ? -1 : lx > ly);
+}
+
+/*
+ * Nodes keep the first 8 bytes of an id and decide most comparisons alone;
+ * ids that share those bytes, end inside them or run past them must still
+ * be found, ranked and ordered exactly as by the doc's whole id.
+ */
+static void test_node_key_prefix(void)
+{
+    enum { N = 600 };
+    static char ids[N][16];
+    char *sorted[N];
+    struct doc *docs[N];
+    struct pmap m, t;
+    size_t n = 0;
+
+    /* lengths 1..13 over "abc", many sharing their first 7, 8 or 9 bytes */
+    while (n < N) {
+        size_t len = 1 + rnd() % 13;
+        for (size_t i = 0; i < len; i++)
+            ids[n][i] = (i < 6 || rnd() % 4 == 0) ? 'a' : "abc"[rnd() % 3];
+        ids[n][len] = '\0';
+        bool dup = false;
+        for (size_t j = 0; j < n && !dup; j++)
+            dup = strcmp(ids[j], ids[n]) == 0;
+        if (!dup)
+            n++;
+    }
+    pmap_init(&m, PMAP_BY_ID);
+    for (size_t i = 0; i < N; i++) {
+        docs[i] = doc_new_bytes_or_die(ids[i], i + 1);
+        t = pmap_put(&m, docs[i], NULL);
+        pmap_cleanup(&m);
+        m = t;
+        sorted[i] = ids[i];
+    }
+    CHECK(pmap_check(&m) == 0 && pmap_count(&m) == N);
+    qsort(sorted, N, sizeof(*sorted), cmp_idstr);
+    struct pmap_iter it;
+    pmap_iter_init(&it, &m, 0);
+    for (size_t i = 0; i < N; i++) {
+        struct doc *d = pmap_iter_next(&it);
+        CHECK(d != NULL && strcmp(d->id, sorted[i]) == 0);
+        struct pmap_key k = key_id(sorted[i]);
+        CHECK(pmap_get(&m, &k) == d && pmap_rank(&m, &k) == i);
+    }
+    /* absent probes: one byte more or less, a NUL inside the first 8 bytes */
+    static const char *const absent[] = {"", "c", "aaaaaab", "aaaaaaaac", "aaaaaaaaaaaaaaaa"};
+    for (size_t i = 0; i < ARRAY_LEN(absent); i++) {
+        bool known = false;
+        for (size_t j = 0; j < N; j++)
+            known |= strcmp(ids[j], absent[i]) == 0;
+        struct pmap_key k = key_id(absent[i]);
+        CHECK(known || pmap_get(&m, &k) == NULL);
+    }
+    for (size_t j = 0; j < N; j++) {
+        size_t len = strlen(ids[j]);
+        if (len >= 8)
+            continue;
+        char withnul[16];
+        memcpy(withnul, ids[j], len);
+        withnul[len] = '\0';
+        struct pmap_key k = {.id = withnul, .len = len + 1}; /* the id and a NUL byte */
+        CHECK(pmap_get(&m, &k) == NULL);
+    }
+    /* delete half, in random order of position, and check again */
+    for (size_t i = 0; i < N; i += 2) {
+        struct pmap_key k = key_id(ids[i]);
+        bool found = false;
+        t = pmap_del(&m, &k, &found);
+        CHECK(found);
+        pmap_cleanup(&m);
+        m = t;
+    }
+    CHECK(pmap_check(&m) == 0 && pmap_count(&m) == N / 2);
+    for (size_t i = 0; i < N; i++) {
+        struct pmap_key k = key_id(ids[i]);
+        CHECK((pmap_get(&m, &k) != NULL) == (i % 2 == 1));
+    }
+    pmap_cleanup(&m);
+    for (size_t i = 0; i < N; i++)
+        doc_release(docs[i]);
+}
+
 static void test_nothing_leaks(void)
 {
     CHECK(pmap_live_nodes() == 0);
@@ -545,6 +648,7 @@ int main(void)
     run("300 live versions each keep their contents", test_many_versions);
     run("a write allocates O(log n) nodes at 100k", test_write_cost);
     run("bulk build from sorted docs", test_from_sorted);
+    run("node keys: ids around the 8-byte prefix", test_node_key_prefix);
     run("releasing every version frees every node and doc", test_nothing_leaks);
     printf("%d passed, %d failed\n", cases_passed, cases_failed);
     return cases_failed ? 1 : 0;

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "query.h"
+#include "store/doc.h"
 #include "util.h"
 
 /*
@@ -398,6 +399,74 @@ static size_t split_query(const char *query, struct query_param *params, size_t 
 
 static json_t *docs;
 
+/*
+ * The same documents stored (store/doc.h), made two ways: from the tree
+ * (doc_new: json_dumps, then the member index) and from indented text
+ * (doc_new_bytes: the scanner, as recovery does, over whitespace too).
+ */
+enum { STORED_MODES = 2 };
+static const char *const stored_mode_names[STORED_MODES] = {"doc_new", "doc_new_bytes"};
+static struct doc **stored[STORED_MODES];
+
+static void stored_init(void)
+{
+    size_t n = json_array_size(docs);
+    for (size_t m = 0; m < STORED_MODES; m++) {
+        stored[m] = xcalloc(n ? n : 1, sizeof(**stored));
+        for (size_t i = 0; i < n; i++) {
+            const json_t *d = json_array_get(docs, i);
+            char id[32];
+            int len = snprintf(id, sizeof(id), "%" JSON_INTEGER_FORMAT,
+                               json_integer_value(json_object_get(d, "id")));
+            if (m == 0) {
+                stored[m][i] = doc_new(d, id, (size_t)len, i + 1, 1);
+            } else {
+                char *text = json_dumps(d, JSON_INDENT(2));
+                if (text == NULL || doc_new_bytes(id, (size_t)len, i + 1, 1, text, strlen(text),
+                                                  &stored[m][i]) != 0)
+                    panic("stored doc %zu does not scan", i);
+                free(text);
+            }
+        }
+    }
+}
+
+static void stored_free(void)
+{
+    for (size_t m = 0; m < STORED_MODES; m++) {
+        for (size_t i = 0; i < json_array_size(docs); i++)
+            doc_release(stored[m][i]);
+        free(stored[m]);
+    }
+}
+
+/* The case over stored docs: query_apply_docs must agree with query_apply. */
+static bool run_case_stored(const struct qcase *c, const struct query *q, size_t m, char *why,
+                            size_t whylen)
+{
+    size_t ndocs = json_array_size(docs), from, to;
+    const struct doc **ds = xcalloc(ndocs ? ndocs : 1, sizeof(*ds));
+    bool ok = true;
+    for (size_t i = 0; i < ndocs; i++)
+        ds[i] = stored[m][i];
+    size_t total = query_apply_docs(q, ds, ndocs, &from, &to);
+    struct buf got;
+    buf_init(&got, 4096);
+    for (size_t i = from; i < to; i++)
+        buf_printf(&got, "%s%s", i > from ? "," : "", ds[i]->id);
+    const char *ids = got.data != NULL ? got.data : "";
+    if (strcmp(ids, c->ids) != 0) {
+        snprintf(why, whylen, "%s: ids '%s', expected '%s'", stored_mode_names[m], ids, c->ids);
+        ok = false;
+    } else if (c->total >= 0 && (long)total != c->total) {
+        snprintf(why, whylen, "%s: total %zu, expected %ld", stored_mode_names[m], total, c->total);
+        ok = false;
+    }
+    buf_cleanup(&got);
+    free(ds);
+    return ok;
+}
+
 static void run_case(const struct qcase *c)
 {
     struct query_param params[128];
@@ -458,6 +527,8 @@ static void run_case(const struct qcase *c)
         snprintf(why, sizeof(why), "total %zu, expected %ld", total, c->total);
         ok = false;
     }
+    for (size_t m = 0; m < STORED_MODES && ok; m++)
+        ok = run_case_stored(c, q, m, why, sizeof(why));
     report(ok, c->name, why);
     buf_cleanup(&got);
     free(items);
@@ -764,6 +835,146 @@ static void test_bulk(void)
     json_decref(all);
 }
 
+/*
+ * Stored docs that take the slow paths: no member index (an escaped member
+ * name), an escaped string value, nested members, and q -- each must agree
+ * with the same query over the parsed tree.
+ */
+static void test_stored_slow_paths(void)
+{
+    static const char *const texts[] = {
+        "{\"id\":1,\"a\\\"b\":1,\"s\":\"x\\\"y\",\"n\":{\"k\":[1,2]},\"t\":[\"u\",\"v\"]}",
+        "{\"id\":2,\"s\":\"x\\\"y\",\"n\":{\"k\":[3]},\"t\":\"u\",\"w\":\"caf\\u00e9 "
+        "w\\u00f6rld\"}",
+        "{\"id\":3,\"s\":\"plain\",\"n\":7,\"n.k\":2,\"t\":[[\"u\"]],\"w\":\"WORLD\"}",
+    };
+    static const char *const queries[] = {
+        "a%22b=1",
+        "s=x%22y",
+        "n.k=2",
+        "n.k=3",
+        "n.k_gte=2",
+        "t=u",
+        "t_ne=u",
+        "q=world",
+        "q=x%22",
+        "_sort=s",
+        "_sort=n.k&_order=desc",
+        "_sort=t",
+        "w_like=%C3%B6",
+        "s_ne=plain",
+        "n.k.0=1",
+        "n=7",
+        "a%22b_ne=2",
+    };
+    enum { N = ARRAY_LEN(texts) };
+    json_t *trees[N];
+    struct doc *ds[N];
+    bool ok = true;
+    for (size_t i = 0; i < N; i++) {
+        char id[8];
+        trees[i] = json_loads(texts[i], 0, NULL);
+        snprintf(id, sizeof(id), "%zu", i + 1);
+        if (trees[i] == NULL ||
+            doc_new_bytes(id, strlen(id), i + 1, 1, texts[i], strlen(texts[i]), &ds[i]) != 0)
+            panic("bad test doc %zu", i);
+    }
+    if (ds[0]->indexed)
+        ok = false, printf("#   doc 1 should have no index\n");
+    for (size_t k = 0; k < ARRAY_LEN(queries); k++) {
+        struct query *q = must_parse(queries[k]);
+        struct query_item items[N];
+        const struct doc *sd[N];
+        size_t f1, t1, f2, t2;
+        for (size_t i = 0; i < N; i++) {
+            items[i].doc = trees[i], items[i].ref = ds[i];
+            sd[i] = ds[i];
+        }
+        size_t n1 = query_apply(q, items, N, &f1, &t1);
+        size_t n2 = query_apply_docs(q, sd, N, &f2, &t2);
+        bool same = n1 == n2 && f1 == f2 && t1 == t2;
+        for (size_t i = f1; same && i < t1; i++)
+            same = items[i].ref == sd[i];
+        if (!same) {
+            printf("#   %s: tree and stored docs disagree (%zu vs %zu matches)\n", queries[k], n1,
+                   n2);
+            ok = false;
+        }
+        query_free(q);
+    }
+    report(ok, "stored docs: unindexed, escaped, nested and q agree with the tree", NULL);
+    for (size_t i = 0; i < N; i++) {
+        json_decref(trees[i]);
+        doc_release(ds[i]);
+    }
+}
+
+/*
+ * A sorted slice comes from a bounded top-k selection; it must equal the
+ * same slice of the full stable sort, ties (everywhere here) included.
+ */
+static void test_top_k(void)
+{
+    enum { N = 3000 };
+    json_t *all = json_array();
+    struct doc **ds = xcalloc(N, sizeof(*ds));
+    for (int i = 0; i < N; i++) {
+        json_t *d = json_pack("{s:i, s:i, s:s}", "id", i + 1, "g", (i * 7919) % 5, "s",
+                              (i % 3) ? "a" : "b");
+        if (i % 11 == 0)
+            json_object_del(d, "g");
+        json_array_append_new(all, d);
+        char id[16];
+        snprintf(id, sizeof(id), "%d", i + 1);
+        ds[i] = doc_new(d, id, strlen(id), (uint64_t)i + 1, 1);
+    }
+    static const char *const queries[] = {
+        "_sort=g&_limit=10",
+        "_sort=g&_order=desc&_limit=7",
+        "_sort=g,s&_page=3&_limit=25",
+        "_sort=s&_start=5&_end=40",
+        "_sort=g&_limit=1",
+        "_sort=g&_limit=0",
+        "_sort=g&s=a&_page=2",
+        "_sort=g&_start=2990&_limit=50",
+        "_sort=g&_limit=10000",
+    };
+    bool ok = true;
+    struct query_item *items = xcalloc(N, sizeof(*items)), *full = xcalloc(N, sizeof(*full));
+    const struct doc **sd = xcalloc(N, sizeof(*sd));
+    for (size_t k = 0; k < ARRAY_LEN(queries); k++) {
+        struct query *q = must_parse(queries[k]);
+        size_t nf = 0, from, to, f2, t2;
+        /* the reference: filter, full stable sort, slice */
+        for (size_t i = 0; i < N; i++)
+            if (query_match(q, json_array_get(all, i)))
+                full[nf].doc = json_array_get(all, i), full[nf++].ref = ds[i];
+        query_sort(q, full, nf);
+        for (size_t i = 0; i < N; i++) {
+            items[i].doc = json_array_get(all, i), items[i].ref = ds[i];
+            sd[i] = ds[i];
+        }
+        size_t total = query_apply(q, items, N, &from, &to);
+        size_t total2 = query_apply_docs(q, sd, N, &f2, &t2);
+        bool same = total == nf && total2 == nf && from == f2 && to == t2;
+        for (size_t i = from; same && i < to; i++)
+            same = items[i].ref == full[i].ref && sd[i] == full[i].ref;
+        if (!same) {
+            printf("#   %s: the slice differs from the full sort's\n", queries[k]);
+            ok = false;
+        }
+        query_free(q);
+    }
+    report(ok, "top-k slices equal the full stable sort's slices", NULL);
+    for (int i = 0; i < N; i++)
+        doc_release(ds[i]);
+    free(ds);
+    free(items);
+    free(full);
+    free(sd);
+    json_decref(all);
+}
+
 int main(void)
 {
     json_error_t jerr;
@@ -771,6 +982,7 @@ int main(void)
     if (docs == NULL)
         panic("docs: %s at %d", jerr.text, jerr.position);
     char *before = json_dumps(docs, JSON_SORT_KEYS);
+    stored_init();
 
     for (size_t i = 0; i < ARRAY_LEN(cases); i++)
         run_case(&cases[i]);
@@ -783,6 +995,9 @@ int main(void)
     test_like_linear();
     test_q_random();
     test_bulk();
+    test_stored_slow_paths();
+    test_top_k();
+    stored_free();
 
     /* Documents are read only: nothing above may have changed them. */
     char *after = json_dumps(docs, JSON_SORT_KEYS);

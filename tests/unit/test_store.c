@@ -63,6 +63,23 @@ static bool json_eq_text(const json_t *j, const char *text)
     return eq;
 }
 
+/* Whether doc 'd' (its bytes, parsed) equals 'want'. */
+static bool doc_equal(const struct doc *d, const json_t *want)
+{
+    json_t *j = doc_parse(d);
+    bool eq = j != NULL && json_equal(j, want);
+    json_decref(j);
+    return eq;
+}
+
+static bool doc_eq_text(const struct doc *d, const char *text)
+{
+    json_t *want = J(text);
+    bool eq = doc_equal(d, want);
+    json_decref(want);
+    return eq;
+}
+
 /* One write; 'body' is JSON text or NULL. Fills 'res' (caller cleans up). */
 static enum store_result wr(struct store *st, enum store_op_kind kind, const char *name,
                             const char *id, const char *body, struct store_res *res)
@@ -348,7 +365,7 @@ static void test_post_ids(void)
     CHECK(res.doc != NULL && is_random_id(res.doc->id) && !res.doc->int_id);
     if (res.doc != NULL) {
         json_t *want = json_pack("{s:i,s:s}", "t", 1, "id", res.doc->id);
-        CHECK(json_equal(res.doc->json, want));
+        CHECK(doc_equal(res.doc, want));
         json_decref(want);
     }
     char first[64];
@@ -509,7 +526,7 @@ static void test_patch_docs(void)
         json_t *want = J(rfc7396[i].result);
         if (json_is_object(want)) {
             json_object_set_new(want, "id", json_integer((json_int_t)i + 1));
-            CHECK(rc == STORE_OK && res.doc != NULL && json_equal(res.doc->json, want));
+            CHECK(rc == STORE_OK && res.doc != NULL && doc_equal(res.doc, want));
             CHECK(res.rev == rev + 1 && res.doc != NULL && res.doc->rev == rev + 1);
         } else {
             CHECK(rc == STORE_INVALID && res.rev == rev);
@@ -684,7 +701,7 @@ static void test_isolation(void)
     old = store_acquire(st);
     before = export_text(old);
     d = coll_get(snap_coll(old, "c"), "50", 2);
-    const json_t *dj = d->json;
+    const char *dj = d->bytes;
     char dbytes[64];
     snprintf(dbytes, sizeof(dbytes), "%s", d->bytes);
 
@@ -705,16 +722,16 @@ static void test_isolation(void)
     CHECK(strcmp(before, after) == 0);
     CHECK(snap_revision(old) == 201 && coll_count(snap_coll(old, "c")) == 200);
     CHECK(snap_coll(old, "other") == NULL);
-    CHECK(d == coll_get(snap_coll(old, "c"), "50", 2) && d->json == dj &&
+    CHECK(d == coll_get(snap_coll(old, "c"), "50", 2) && d->bytes == dj &&
           strcmp(d->bytes, dbytes) == 0);
-    CHECK(json_eq_text(d->json, "{\"v\":0,\"id\":50}"));
+    CHECK(doc_eq_text(d, "{\"v\":0,\"id\":50}"));
     free(after);
 
     struct snap *now = store_acquire(st);
     CHECK(snap_revision(now) == 403 && coll_count(snap_coll(now, "c")) == 134);
     CHECK(strcmp(doc_text(now, "c", "50"), "{\"w\":2,\"id\":50}") == 0);
-    CHECK(json_eq_text(snap_single(now, "cfg")->json, "{\"k\":2}"));
-    CHECK(json_eq_text(snap_single(old, "cfg")->json, "{\"k\":1}"));
+    CHECK(doc_eq_text(snap_single(now, "cfg"), "{\"k\":2}"));
+    CHECK(doc_eq_text(snap_single(old, "cfg"), "{\"k\":1}"));
     snap_release(now);
 
     /* The old snapshot outlives the store itself. */
@@ -1135,7 +1152,7 @@ static void *reader_main(void *arg)
 
         last_snap = rev;
         if (meta != NULL) {
-            bad |= meta->rev < last_meta || meta->rev > rev || !json_is_object(meta->json);
+            bad |= meta->rev < last_meta || meta->rev > rev || !meta->indexed;
             last_meta = meta->rev;
         }
         if (c != NULL) {
@@ -1146,8 +1163,7 @@ static void *reader_main(void *arg)
             coll_iter_init(&it, c, 0);
             while ((d = coll_iter_next(&it)) != NULL) {
                 n++;
-                bad |= d->rev > coll_revision(c) || strlen(d->bytes) != d->len ||
-                       !json_is_integer(json_object_get(d->json, "id"));
+                bad |= d->rev > coll_revision(c) || strlen(d->bytes) != d->len || !d->int_id;
             }
             bad |= n != coll_count(c) || n > NIDS;
             for (int i = 1; i <= NIDS; i++) {
@@ -1202,6 +1218,270 @@ static void test_threads(void)
 }
 
 /* Runs last: with every store and snapshot released, nothing may be left. */
+/* ---- documents: the scanner and the member index (doc.c) ---- */
+
+static void test_doc_index(void)
+{
+    static const char text[] =
+        "{\"id\":7,\"s\":\"abc\",\"e\":\"a\\\"b\",\"i\":-9223372036854775808,"
+        "\"r\":1.5e3,\"t\":true,\"f\":false,\"n\":null,"
+        "\"a\":[1,\"]\",{\"x\":\"}\"}],\"o\":{\"k\":[{}]}}";
+    struct doc *d;
+    const struct doc_member *m;
+
+    CHECK(doc_new_bytes("7", 1, 1, 1, text, strlen(text), &d) == 0);
+    CHECK(d->indexed && d->nmembers == 10 && d->int_id && d->int_val == 7);
+    CHECK(strcmp(d->bytes, text) == 0 && d->len == strlen(text));
+    m = doc_member(d, "s", 1);
+    CHECK(m != NULL && m->type == DOC_STRING && m->flags == 0 && m->v.s.len == 3 &&
+          memcmp(d->bytes + m->v.s.off, "abc", 3) == 0);
+    m = doc_member(d, "e", 1);
+    CHECK(m != NULL && m->type == DOC_STRING && (m->flags & DOC_ESCAPED));
+    m = doc_member(d, "i", 1);
+    CHECK(m != NULL && m->type == DOC_INT && m->v.i == INT64_MIN);
+    m = doc_member(d, "r", 1);
+    CHECK(m != NULL && m->type == DOC_REAL && m->v.d == 1500.0);
+    CHECK(doc_member(d, "t", 1)->type == DOC_TRUE && doc_member(d, "f", 1)->type == DOC_FALSE &&
+          doc_member(d, "n", 1)->type == DOC_NULL);
+    m = doc_member(d, "a", 1);
+    CHECK(m != NULL && m->type == DOC_ARRAY && m->v.s.len == strlen("[1,\"]\",{\"x\":\"}\"}]") &&
+          memcmp(d->bytes + m->v.s.off, "[1,\"]\",{\"x\":\"}\"}]", m->v.s.len) == 0);
+    m = doc_member(d, "o", 1);
+    CHECK(m != NULL && m->type == DOC_OBJECT && m->v.s.len == strlen("{\"k\":[{}]}"));
+    CHECK(doc_member(d, "x", 1) == NULL && doc_member(d, "id2", 3) == NULL);
+    char key[STORE_ID_MAX + 1];
+    bool is_int = false;
+    CHECK(doc_id_key(d, key, &is_int) == 0 && strcmp(key, "7") == 0 && is_int);
+    json_t *j = doc_parse(d);
+    CHECK(j != NULL && json_integer_value(json_object_get(j, "id")) == 7);
+    json_decref(j);
+    doc_release(d);
+
+    /* whitespace (not made by json_dumps(JSON_COMPACT), but valid) and a string id */
+    static const char spaced[] = " {\n \"id\" : \"ab-c\" ,\t\"v\" : [ 1 , 2 ] }\r\n";
+    CHECK(doc_new_bytes("ab-c", 4, 1, 1, spaced, strlen(spaced), &d) == 0);
+    CHECK(d->indexed && d->nmembers == 2 && !d->int_id);
+    CHECK(doc_id_key(d, key, &is_int) == 0 && strcmp(key, "ab-c") == 0 && !is_int);
+    doc_release(d);
+
+    /* an escaped member name: no index (queries parse such a doc), still a valid doc */
+    static const char esc[] = "{\"a\\\"b\":1,\"id\":2}";
+    CHECK(doc_new_bytes("2", 1, 1, 1, esc, strlen(esc), &d) == 0);
+    CHECK(!d->indexed && doc_members(d) == NULL && doc_member(d, "id", 2) == NULL);
+    /* its "id" is still found (by a scan): recovery checks it, and lists know its type */
+    CHECK(doc_id_key(d, key, &is_int) == 0 && strcmp(key, "2") == 0 && is_int);
+    CHECK(d->int_id && d->int_val == 2);
+    doc_release(d);
+
+    /* a wide doc (more members than the scanner's first pass holds) */
+    struct buf b;
+    buf_init(&b, SIZE_MAX);
+    buf_puts(&b, "{");
+    for (int i = 0; i < 100; i++)
+        buf_printf(&b, "%s\"m%d\":%d", i ? "," : "", i, i * 3);
+    buf_puts(&b, "}");
+    CHECK(doc_new_bytes("w", 1, 1, 1, b.data, b.len, &d) == 0);
+    CHECK(d->indexed && d->nmembers == 100 && doc_member(d, "m99", 3) != NULL &&
+          doc_member(d, "m99", 3)->v.i == 297 && doc_member(d, "m0", 2)->v.i == 0);
+    doc_release(d);
+    buf_cleanup(&b);
+
+    /* What is not one JSON object is a clean error, never a doc (nor a crash under ASan). */
+    static const char *const bad[] = {
+        "",
+        "[]",
+        "1",
+        "{",
+        "}",
+        "{\"a\":1",
+        "{\"a\":1}x",
+        "{\"a\":1}{}",
+        "{\"a\" 1}",
+        "{\"a\":}",
+        "{\"a\":1,}",
+        "{,}",
+        "{a:1}",
+        "{\"a:1}",
+        "{\"a\":\"x}",
+        "{\"a\":\"x\\\"}",
+        "{\"a\":[1,2}",
+        "{\"a\":[1,2]]}",
+        "{\"a\":{\"b\":[}}",
+        "{\"a\":tru}",
+        "{\"a\":nul}",
+        "{\"a\":falsey}",
+        "{\"a\":-}",
+        "{\"a\":01}",
+        "{\"a\":1.}",
+        "{\"a\":.5}",
+        "{\"a\":1e}",
+        "{\"a\":+1}",
+        "{\"a\":9223372036854775808}",
+        "{\"a\":-9223372036854775809}",
+        "{\"a\":\"tab\there\"}",
+    };
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        d = (struct doc *)&d; /* must be reset */
+        int rc = doc_new_bytes("1", 1, 1, 1, bad[i], strlen(bad[i]), &d);
+        if (rc != -EINVAL || d != NULL)
+            fprintf(stderr, "  bad doc accepted: %s\n", bad[i]);
+        CHECK(rc == -EINVAL && d == NULL);
+    }
+    /* every prefix of a good doc is bad (truncation inside any token) */
+    for (size_t n = 0; n < strlen(text); n++) {
+        d = NULL;
+        CHECK(doc_new_bytes("7", 1, 1, 1, text, n, &d) == -EINVAL && d == NULL);
+    }
+}
+
+/* ---- take_body: the store keeps the caller's parsed body instead of a deep copy ---- */
+
+static atomic_ulong take_allocs;
+
+static void *take_counting_malloc(size_t n)
+{
+    atomic_fetch_add_explicit(&take_allocs, 1, memory_order_relaxed);
+    return malloc(n);
+}
+
+/* One write of 'text' with take_body (the store owns the only reference); jansson allocations. */
+static unsigned long wr_take(struct store *st, enum store_op_kind kind, const char *name,
+                             const char *id, const char *text, bool take, enum store_result want)
+{
+    struct store_op op = {.kind = kind, .name = name, .id = id, .take_body = take};
+    struct store_res res;
+    json_t *j = J(text);
+    unsigned long a0;
+
+    op.body = j;
+    json_set_alloc_funcs(take_counting_malloc, free);
+    a0 = atomic_load(&take_allocs);
+    CHECK(store_write(st, &op, &res) == want);
+    unsigned long made = atomic_load(&take_allocs) - a0;
+    json_set_alloc_funcs(malloc, free);
+    if (!take)
+        json_decref(j);
+    store_res_cleanup(&res);
+    return made;
+}
+
+static void test_take_body(void)
+{
+    struct store *st = store_new(NULL);
+    static const char big[] =
+        "{\"a\":[1,2,3,{\"b\":\"c\"}],\"d\":{\"e\":true},\"f\":\"g\",\"h\":1.5}";
+
+    /* Every kind that takes a body, and the failures (the reference is dropped on those too). */
+    CHECK(wr_take(st, STORE_POST, "p", NULL, big, true, STORE_CREATED) <
+          wr_take(st, STORE_POST, "p", NULL, big, false, STORE_CREATED));
+    wr_take(st, STORE_PUT, "p", "1", big, true, STORE_OK);
+    wr_take(st, STORE_PUT, "p", "9", "{\"x\":1}", true, STORE_CREATED);
+    wr_take(st, STORE_PATCH, "p", "9", "{\"x\":2}", true, STORE_OK);
+    wr_take(st, STORE_PUT_SINGLE, "s", NULL, big, true, STORE_CREATED);
+    wr_take(st, STORE_PATCH_SINGLE, "s", NULL, "{\"f\":null}", true, STORE_OK);
+    wr_take(st, STORE_POST, "p", NULL, "{\"id\":1}", true, STORE_CONFLICT);
+    wr_take(st, STORE_POST, "bad name", NULL, "{}", true, STORE_INVALID);
+    wr_take(st, STORE_PUT, "p", "1", "{\"id\":2}", true, STORE_INVALID);
+
+    struct snap *s = store_acquire(st);
+    const struct coll *c = snap_coll(s, "p");
+    CHECK(coll_count(c) == 3);
+    CHECK(
+        strcmp(coll_get(c, "1", 1)->bytes,
+               "{\"a\":[1,2,3,{\"b\":\"c\"}],\"d\":{\"e\":true},\"f\":\"g\",\"h\":1.5,\"id\":1}") ==
+        0);
+    CHECK(strcmp(coll_get(c, "9", 1)->bytes, "{\"x\":2,\"id\":9}") == 0);
+    CHECK(strcmp(snap_single(s, "s")->bytes,
+                 "{\"a\":[1,2,3,{\"b\":\"c\"}],\"d\":{\"e\":true},\"h\":1.5}") == 0);
+    snap_release(s);
+
+    /* IMPORT takes the elements of the parsed file instead of copying each. */
+    static const char db[] =
+        "{\"posts\":[{\"id\":1,\"t\":[\"a\",\"b\"]},{\"t\":{}}],\"cfg\":{\"k\":[1]}}";
+    unsigned long taken = wr_take(st, STORE_IMPORT, NULL, NULL, db, true, STORE_OK);
+    unsigned long copied = wr_take(st, STORE_IMPORT, NULL, NULL, db, false, STORE_OK);
+    CHECK(taken < copied);
+    s = store_acquire(st);
+    c = snap_coll(s, "posts");
+    CHECK(coll_count(c) == 2 && strcmp(coll_get(c, "2", 1)->bytes, "{\"t\":{},\"id\":2}") == 0);
+    CHECK(strcmp(snap_single(s, "cfg")->bytes, "{\"k\":[1]}") == 0);
+    snap_release(s);
+    wr_take(st, STORE_IMPORT, NULL, NULL, "{\"x\":[1]}", true, STORE_INVALID);
+    store_free(st);
+}
+
+/* ---- the whole-list cache of a collection version (coll_list_bytes) ---- */
+
+struct list_race {
+    const struct coll *c;
+    const char *got;
+    size_t len;
+};
+
+static void *list_racer(void *arg)
+{
+    struct list_race *r = arg;
+    r->got = coll_list_bytes(r->c, &r->len);
+    return NULL;
+}
+
+static void test_list_cache(void)
+{
+    struct store *st = store_new(NULL);
+    struct snap *s0, *s1;
+    const char *a, *b;
+    size_t alen = 0, blen = 0;
+
+    CHECK(wr1(st, STORE_POST, "c", NULL, "{\"v\":1}") == STORE_CREATED);
+    CHECK(wr1(st, STORE_POST, "c", NULL, "{\"v\":\"x,]\"}") == STORE_CREATED);
+    s0 = store_acquire(st);
+
+    /* first use by four threads at once: one list wins, every thread gets it */
+    struct list_race r[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        r[i].c = snap_coll(s0, "c");
+        CHECK(pthread_create(&th[i], NULL, list_racer, &r[i]) == 0);
+    }
+    for (int i = 0; i < 4; i++)
+        CHECK(pthread_join(th[i], NULL) == 0);
+    for (int i = 1; i < 4; i++)
+        CHECK(r[i].got == r[0].got && r[i].len == r[0].len);
+
+    a = coll_list_bytes(snap_coll(s0, "c"), &alen);
+    CHECK(a == r[0].got && alen == r[0].len);
+    static const char want0[] = "[{\"v\":1,\"id\":1},{\"v\":\"x,]\",\"id\":2}]";
+    CHECK(a != NULL && alen == strlen(want0) && memcmp(a, want0, alen) == 0);
+
+    /* a write makes a new version with its own list; the old one keeps its own */
+    CHECK(wr1(st, STORE_DELETE, "c", "1", NULL) == STORE_OK);
+    s1 = store_acquire(st);
+    b = coll_list_bytes(snap_coll(s1, "c"), &blen);
+    CHECK(b != NULL && b != a && blen == strlen("[{\"v\":\"x,]\",\"id\":2}]") &&
+          memcmp(b, "[{\"v\":\"x,]\",\"id\":2}]", blen) == 0);
+    CHECK(coll_list_bytes(snap_coll(s0, "c"), &alen) == a && memcmp(a, want0, alen) == 0);
+    snap_release(s0);
+    snap_release(s1);
+
+    /* empty, and over the cap: none is kept (the caller builds the reply itself) */
+    CHECK(wr1(st, STORE_DELETE, "c", "2", NULL) == STORE_OK);
+    s1 = store_acquire(st);
+    b = coll_list_bytes(snap_coll(s1, "c"), &blen);
+    CHECK(b != NULL && blen == 2 && memcmp(b, "[]", 2) == 0);
+    snap_release(s1);
+    char body[256];
+    memset(body, 0, sizeof(body));
+    snprintf(body, sizeof(body), "{\"pad\":\"%0200d\"}", 0);
+    size_t need = COLL_LIST_CACHE_MAX / 200 + 1;
+    for (size_t i = 0; i < need; i++)
+        CHECK(wr1(st, STORE_POST, "big", NULL, body) == STORE_CREATED);
+    s1 = store_acquire(st);
+    CHECK(coll_list_bytes(snap_coll(s1, "big"), &blen) == NULL);
+    CHECK(coll_list_bytes(snap_coll(s1, "big"), &blen) == NULL);
+    snap_release(s1);
+    store_free(st);
+}
+
 static void test_nothing_leaks(void)
 {
     CHECK(snap_live() == 0);
@@ -1349,6 +1629,9 @@ int main(int argc, char **argv)
     run("import and export of db.json", test_import_export);
     run("commit hook: sees the next snapshot; failure changes nothing", test_commit_hook);
     run("4 writers and 4 readers", test_threads);
+    run("take_body: the parsed body is kept, not copied", test_take_body);
+    run("documents: member index, scanner errors", test_doc_index);
+    run("the whole-list cache of a collection version", test_list_cache);
     run("everything is freed", test_nothing_leaks);
     printf("%d passed, %d failed\n", cases_passed, cases_failed);
     return cases_failed ? 1 : 0;
