@@ -211,7 +211,12 @@ struct coll *coll_build(const char *name, uint64_t rev, struct doc *const *docs,
     struct coll *c = NULL;
 
     memcpy(sorted, docs, n * sizeof(*sorted));
-    qsort(sorted, n, sizeof(*sorted), cmp_by_id);
+    /* Auto-assigned ids arrive in id order already: skip the sort then. */
+    size_t ordered = 1;
+    while (ordered < n && pmap_cmp(PMAP_BY_ID, sorted[ordered - 1], sorted[ordered]) < 0)
+        ordered++;
+    if (ordered < n)
+        qsort(sorted, n, sizeof(*sorted), cmp_by_id);
     for (size_t i = 1; i < n; i++) {
         if (pmap_cmp(PMAP_BY_ID, sorted[i - 1], sorted[i]) == 0) {
             if (dup != NULL)

@@ -710,8 +710,9 @@ static struct doc *make_doc(struct entry *e, bool coll_doc, char *err, size_t er
 }
 
 /*
- * Parsing every doc is most of a recovery (a jansson tree per doc): it runs
- * on every core. One job per doc; the collections are built after.
+ * Making every doc (make_doc: a scan of its bytes for the member index and
+ * the id check) is the per-doc work of a recovery: it runs on every core.
+ * One job per doc; the collections are built after.
  */
 struct job {
     struct entry *e;
