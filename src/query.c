@@ -93,6 +93,7 @@ struct query {
     char *needle; /* q, ASCII-lowercased; NULL when absent or empty */
     size_t needle_len;
     uint16_t needle_next[QUERY_MAX_Q]; /* KMP failure table of needle */
+    bool needle_real; /* every needle byte can be in a real's text (needle_absent) */
     struct sort_key keys[QUERY_MAX_SORT_KEYS];
     size_t nkeys;
     bool has_page, has_limit, has_start, has_end;
@@ -898,6 +899,34 @@ bool query_match(const struct query *q, const json_t *doc)
     return true;
 }
 
+/*
+ * q's pre-filter over a stored doc's raw bytes: true only when no value of
+ * the doc can contain the needle, so the doc is skipped unparsed. text_search
+ * reads the canonical text of strings, integers and reals. In bytes without
+ * a backslash a string's text is its raw bytes, and an integer's raw text is
+ * its canonical decimal (or "-0", which contains "0"), so those are in the
+ * bytes as text_search sees them. A real's raw text need not be its
+ * canonical one (jansson writes 0.3 as 0.29999999999999999 and 1e21 as
+ * 1e21; real_text gives "0.3" and "1e+21"): the bytes stand for reals only
+ * when the needle has a byte no real's text has (needle_real false), or when
+ * the bytes hold no real.
+ */
+static bool needle_absent(const struct query *q, const struct doc *d)
+{
+    if (memchr(d->bytes, '\\', d->len) != NULL)
+        return false;
+    if (q->needle_real) {
+        /* a real's text has a digit followed by '.', 'e' or 'E' */
+        for (size_t i = 1; i < d->len; i++) {
+            char c = d->bytes[i];
+            if ((c == '.' || c == 'e' || c == 'E') && d->bytes[i - 1] >= '0' &&
+                d->bytes[i - 1] <= '9')
+                return false;
+        }
+    }
+    return !contains_fold(q, d->bytes, d->len);
+}
+
 bool query_match_doc(const struct query *q, const struct doc *d)
 {
     for (size_t i = 0; i < q->nfilters; i++) {
@@ -910,6 +939,8 @@ bool query_match_doc(const struct query *q, const struct doc *d)
             return false;
     }
     if (q->needle != NULL) {
+        if (needle_absent(q, d))
+            return false;
         /* full text: the whole doc, parsed (a doc that will not parse matches nothing) */
         json_t *tree = doc_parse(d);
         bool ok = tree != NULL && text_search(q, tree, 0);
@@ -1679,6 +1710,7 @@ static int parse_controls(struct query *q, const char *const *ctl, struct query_
         q->needle_len = len;
         for (size_t j = 0; j < len; j++)
             q->needle[j] = (char)fold((unsigned char)q->needle[j]);
+        q->needle_real = strspn(q->needle, "0123456789+-.e") == len;
         needle_prepare(q);
     }
     return 0;

@@ -99,6 +99,9 @@ const struct doc_member *doc_member(const struct doc *d, const char *name, size_
  */
 json_t *doc_parse(const struct doc *d);
 
+/* doc_parse calls made by the calling thread so far (tests count the query engine's parses). */
+uint64_t doc_parse_count(void);
+
 /*
  * The key that the doc's "id" member gives (store_id_key's form: an integer
  * >= 0 in decimal, or a valid string id) into 'key' (STORE_ID_MAX + 1 bytes),

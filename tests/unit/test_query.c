@@ -910,6 +910,71 @@ static void test_stored_slow_paths(void)
 }
 
 /*
+ * q skips a stored doc whose raw bytes lack the needle without parsing it;
+ * the skip must never change an answer: reals whose bytes differ from their
+ * canonical text (0.3 is 0.29999999999999999 in jansson's bytes, 1e21 is
+ * 1e21 where real_text says 1e+21), escaped strings, "-0", case folding.
+ */
+static void test_q_prefilter(void)
+{
+    static const char *const texts[] = {
+        "{\"id\":1,\"r\":0.3,\"s\":\"Hello World\"}",
+        "{\"id\":2,\"r\":1e21,\"n\":-0,\"t\":[\"deep\",{\"u\":\"CaSe\"}]}",
+        "{\"id\":3,\"s\":\"x\\\"y\",\"w\":\"caf\\u00e9\"}",
+        "{\"id\":4,\"n\":2024,\"v\":\"v2.0\",\"title\":\"plain\"}",
+        "{\"id\":5,\"r\":-2.5e-7,\"s\":\"no\"}",
+    };
+    static const char *const needles[] = {
+        "0.3", "e%2B21", "1e%2B2", "world", "WORLD", "x%22", "caf%C3%A9", "case", "202", "0",
+        "2.5e-07", "e-07", "-2.5", "zzz", "plain", "29999", "title",
+    };
+    enum { N = ARRAY_LEN(texts) };
+    json_t *trees[N];
+    struct doc *ds[N];
+    bool ok = true;
+    for (size_t i = 0; i < N; i++) {
+        char id[8];
+        trees[i] = json_loads(texts[i], 0, NULL);
+        snprintf(id, sizeof(id), "%zu", i + 1);
+        if (trees[i] == NULL)
+            panic("bad test doc %zu", i);
+        /* the bytes jansson makes, as a stored doc holds them */
+        ds[i] = doc_new(trees[i], id, strlen(id), i + 1, 1);
+    }
+    for (size_t k = 0; k < ARRAY_LEN(needles); k++) {
+        char qs[64];
+        snprintf(qs, sizeof(qs), "q=%s", needles[k]);
+        struct query *q = must_parse(qs);
+        for (size_t i = 0; i < N; i++) {
+            bool want = query_match(q, trees[i]), got = query_match_doc(q, ds[i]);
+            if (want != got) {
+                printf("#   %s over %s: tree %d, stored %d\n", qs, ds[i]->bytes, want, got);
+                ok = false;
+            }
+        }
+        query_free(q);
+    }
+    report(ok, "q over stored docs: the raw-bytes pre-filter never changes an answer", NULL);
+
+    /* a needle in none of the plain docs' bytes parses none of them (doc 3 has escapes) */
+    struct query *q = must_parse("q=zzz");
+    uint64_t before = doc_parse_count();
+    size_t hits = 0;
+    for (size_t i = 0; i < N; i++)
+        hits += query_match_doc(q, ds[i]);
+    uint64_t parsed = doc_parse_count() - before;
+    if (hits != 0 || parsed != 1)
+        printf("#   %zu matches, %llu parses (want 0, 1)\n", hits, (unsigned long long)parsed);
+    report(hits == 0 && parsed == 1, "q skips the docs whose bytes lack the needle unparsed",
+           NULL);
+    query_free(q);
+    for (size_t i = 0; i < N; i++) {
+        json_decref(trees[i]);
+        doc_release(ds[i]);
+    }
+}
+
+/*
  * A sorted slice comes from a bounded top-k selection; it must equal the
  * same slice of the full stable sort, ties (everywhere here) included.
  */
@@ -996,6 +1061,7 @@ int main(void)
     test_q_random();
     test_bulk();
     test_stored_slow_paths();
+    test_q_prefilter();
     test_top_k();
     stored_free();
 
