@@ -448,11 +448,27 @@ static const json_t *path_get(const struct path *p, const json_t *doc)
     return path_walk(p, 0, doc);
 }
 
+/* doc_path over the whole doc, parsed. */
+static bool doc_path_parsed(const struct path *p, const struct doc *d, struct qv *out,
+                            json_t **tree)
+{
+    const json_t *v;
+
+    *tree = doc_parse(d);
+    v = *tree != NULL ? path_get(p, *tree) : NULL;
+    if (v == NULL)
+        return false;
+    qv_json(v, out);
+    return true;
+}
+
 /*
  * path_get over a stored doc: a top-level scalar comes from the member index
  * with no parse; an array or object member (or an escaped string) is parsed
- * on its own, and a doc without an index as a whole. *tree is then that
- * tree (the caller json_decrefs it; NULL otherwise). False when missing.
+ * on its own; a doc without an index is parsed whole, and so is a doc with
+ * an escaped member name when a name misses the index (it may be that one).
+ * *tree is then that tree (the caller json_decrefs it; NULL otherwise).
+ * False when missing.
  */
 static bool doc_path(const struct path *p, const struct doc *d, struct qv *out, json_t **tree)
 {
@@ -461,23 +477,19 @@ static bool doc_path(const struct path *p, const struct doc *d, struct qv *out, 
     size_t next = 1;
 
     *tree = NULL;
-    if (!d->indexed) {
-        *tree = doc_parse(d);
-        v = *tree != NULL ? path_get(p, *tree) : NULL;
-        if (v == NULL)
-            return false;
-        qv_json(v, out);
-        return true;
-    }
+    if (!d->indexed)
+        return doc_path_parsed(p, d, out, tree);
     if (p->nseg > 1) {
         m = doc_member(d, p->buf, p->len);
         if (m != NULL)
             next = p->nseg; /* lodash: the literal dotted key wins over the walk */
+        else if (d->esc_names)
+            return doc_path_parsed(p, d, out, tree);
     }
     if (m == NULL)
         m = doc_member(d, p->seg[0].key, p->seg[0].len);
     if (m == NULL)
-        return false;
+        return d->esc_names ? doc_path_parsed(p, d, out, tree) : false;
     if (m->type == DOC_ARRAY || m->type == DOC_OBJECT ||
         (m->type == DOC_STRING && (m->flags & DOC_ESCAPED))) {
         /* a string's text is between its quotes: parse it with them */

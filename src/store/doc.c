@@ -13,10 +13,10 @@
 /* Relaxed: a statistic, not a synchronisation point. */
 static _Atomic uint64_t live_docs;
 
-/* A scanned member whose name has escapes (or is too long): the doc gets no index. */
-#define NAME_ESCAPED 0x80
-
 /* Beyond these a doc keeps no index (and the query engine parses it): never in practice. */
+/* A scanned member whose name is too long for the index: the doc gets none. */
+#define NAME_TOO_LONG 0x80
+
 #define MAX_MEMBERS UINT16_MAX
 #define MAX_NAME UINT16_MAX
 
@@ -215,16 +215,18 @@ static int scan_value(struct scan *s, struct doc_member *m)
  * Scans 'p' (len bytes, < 4 GiB) as one JSON object. Writes up to 'cap'
  * members to 'out' (may be NULL with cap 0) and returns their count in
  * *nmembers -- the full count even when it exceeds 'cap'. *indexable is false
- * when the doc cannot have an index (an escaped or over-long name, too many
- * members). 0, or -EINVAL when the text is not an object.
+ * when the doc cannot have an index (an over-long name, too many members);
+ * *esc_names is true when a member's name has escapes (DOC_NAME_ESCAPED).
+ * 0, or -EINVAL when the text is not an object.
  */
 static int scan_doc(const char *p, size_t len, struct doc_member *out, size_t cap, size_t *nmembers,
-                    bool *indexable)
+                    bool *indexable, bool *esc_names)
 {
     struct scan s = {.p = p, .len = len, .pos = 0};
     size_t n = 0;
 
     *indexable = true;
+    *esc_names = false;
     skip_ws(&s);
     if (s.pos >= s.len || s.p[s.pos] != '{')
         return -EINVAL;
@@ -242,9 +244,13 @@ static int scan_doc(const char *p, size_t len, struct doc_member *out, size_t ca
             skip_ws(&s);
             if (s.pos >= s.len || s.p[s.pos] != '"' || scan_string(&s, &off, &nlen, &esc) != 0)
                 return -EINVAL;
-            if (esc || nlen > MAX_NAME) {
+            if (esc) {
+                *esc_names = true;
+                m.flags = DOC_NAME_ESCAPED;
+            }
+            if (nlen > MAX_NAME) {
                 *indexable = false;
-                m.flags = NAME_ESCAPED;
+                m.flags |= NAME_TOO_LONG;
             }
             m.name_off = (uint32_t)off;
             m.name_len = (uint16_t)(nlen > MAX_NAME ? MAX_NAME : nlen);
@@ -302,21 +308,23 @@ const struct doc_member *doc_member(const struct doc *d, const char *name, size_
     if (m == NULL)
         return NULL;
     for (size_t i = 0; i < d->nmembers; i++)
-        if (m[i].name_len == name_len && memcmp(d->bytes + m[i].name_off, name, name_len) == 0)
+        if (m[i].name_len == name_len && !(m[i].flags & DOC_NAME_ESCAPED) &&
+            memcmp(d->bytes + m[i].name_off, name, name_len) == 0)
             return &m[i];
     return NULL;
 }
 
 /*
  * The doc's "id" member into *out: from the index, or for a doc without one
- * by scanning its bytes again (rare: an escaped member name). False if none.
+ * by scanning its bytes again (rare: a name over 64 KiB, or over 65,535
+ * members). False if none.
  */
 static bool id_member(const struct doc *d, struct doc_member *out)
 {
     const struct doc_member *m;
     struct doc_member *all;
     size_t n, cap;
-    bool indexable, found = false;
+    bool indexable, esc_names, found = false;
 
     if (d->indexed) {
         m = doc_member(d, "id", 2);
@@ -324,12 +332,12 @@ static bool id_member(const struct doc *d, struct doc_member *out)
             *out = *m;
         return m != NULL;
     }
-    if (scan_doc(d->bytes, d->len, NULL, 0, &cap, &indexable) != 0)
+    if (scan_doc(d->bytes, d->len, NULL, 0, &cap, &indexable, &esc_names) != 0)
         return false;
     all = xmalloc((cap ? cap : 1) * sizeof(*all));
-    if (scan_doc(d->bytes, d->len, all, cap, &n, &indexable) == 0) {
+    if (scan_doc(d->bytes, d->len, all, cap, &n, &indexable, &esc_names) == 0) {
         for (size_t i = 0; i < n && !found; i++) {
-            if (!(all[i].flags & NAME_ESCAPED) && all[i].name_len == 2 &&
+            if (!(all[i].flags & (DOC_NAME_ESCAPED | NAME_TOO_LONG)) && all[i].name_len == 2 &&
                 memcmp(d->bytes + all[i].name_off, "id", 2) == 0) {
                 *out = all[i];
                 found = true;
@@ -386,18 +394,18 @@ int doc_new_bytes(const char *id, size_t id_len, uint64_t seq, uint64_t rev, con
     struct doc_member small[32], *idx = small;
     struct doc *d;
     size_t n, nm, at;
-    bool indexable;
+    bool indexable, esc_names;
 
     *out = NULL;
     if (id_len >= (size_t)INT32_MAX)
         panic("doc_new: bad arguments");
     /* One scan into 'small' for ordinary docs; a second into the heap for wide ones. */
-    if (len >= UINT32_MAX || scan_doc(text, len, small, ARRAY_LEN(small), &n, &indexable) != 0)
+    if (len >= UINT32_MAX || scan_doc(text, len, small, ARRAY_LEN(small), &n, &indexable, &esc_names) != 0)
         return -EINVAL;
     nm = indexable ? n : 0;
     if (nm > ARRAY_LEN(small)) {
         idx = xmalloc(nm * sizeof(*idx));
-        if (scan_doc(text, len, idx, nm, &n, &indexable) != 0)
+        if (scan_doc(text, len, idx, nm, &n, &indexable, &esc_names) != 0)
             panic("doc_new: a second scan of the same bytes failed");
     }
     at = index_offset(id_len, len);
@@ -407,6 +415,7 @@ int doc_new_bytes(const char *id, size_t id_len, uint64_t seq, uint64_t rev, con
     d->len = (uint32_t)len;
     d->nmembers = (uint16_t)nm;
     d->indexed = indexable;
+    d->esc_names = indexable && esc_names;
     d->seq = seq;
     d->rev = rev;
     memcpy(d->id, id, id_len);

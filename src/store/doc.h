@@ -22,11 +22,12 @@ enum doc_type {
 
 /* doc_member.flags */
 #define DOC_ESCAPED 1 /* a string whose text has escapes: its raw bytes are not its value */
+#define DOC_NAME_ESCAPED 2 /* the name has escapes: doc_member never finds this member */
 
 /*
  * One top-level member of a doc, in the doc's member index (16 bytes). The
- * name is bytes[name_off .. name_off + name_len) (never escaped: a doc with
- * an escaped member name has no index). For strings v.s is the text between
+ * name is bytes[name_off .. name_off + name_len) -- its raw text, which is
+ * not the name when DOC_NAME_ESCAPED is set. For strings v.s is the text between
  * the quotes; for arrays and objects it is the whole value's text, which
  * json_loadb(JSON_DECODE_ANY) parses on its own.
  */
@@ -34,7 +35,7 @@ struct doc_member {
     uint32_t name_off;
     uint16_t name_len;
     uint8_t type;  /* enum doc_type */
-    uint8_t flags; /* DOC_ESCAPED */
+    uint8_t flags; /* DOC_ESCAPED, DOC_NAME_ESCAPED */
     union {
         int64_t i; /* DOC_INT */
         double d;  /* DOC_REAL */
@@ -63,8 +64,10 @@ struct doc {
     uint32_t id_len;
     uint32_t len;      /* strlen(bytes) */
     uint16_t nmembers; /* entries in the member index (when 'indexed') */
-    bool int_id;       /* the "id" member is a JSON integer whose decimal form is 'id' */
-    bool indexed;      /* false: the query engine parses the bytes instead (see doc.c) */
+    bool int_id : 1;   /* the "id" member is a JSON integer whose decimal form is 'id' */
+    bool indexed : 1;  /* false: the query engine parses the bytes instead (see doc.c) */
+    bool esc_names : 1; /* indexed, and some member's name has escapes (DOC_NAME_ESCAPED):
+                           a name doc_member misses may be one of those */
     int64_t int_val;   /* that integer when int_id, else 0 */
     uint64_t seq;      /* insertion sequence in its collection; 0 for singular resources */
     uint64_t rev;      /* global revision of the write that made this version */
@@ -90,7 +93,11 @@ int doc_new_bytes(const char *id, size_t id_len, uint64_t seq, uint64_t rev, con
 /* The member index ('nmembers' entries); NULL when the doc is not indexed. */
 const struct doc_member *doc_members(const struct doc *d);
 
-/* The top-level member 'name' (name_len bytes), or NULL. Only for an indexed doc. */
+/*
+ * The top-level member 'name' (name_len bytes), or NULL. Only for an indexed
+ * doc; members with an escaped name are never found (when d->esc_names, a
+ * miss may be such a member: parse the doc to know).
+ */
 const struct doc_member *doc_member(const struct doc *d, const char *name, size_t name_len);
 
 /*

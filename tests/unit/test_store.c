@@ -1264,11 +1264,13 @@ static void test_doc_index(void)
     CHECK(doc_id_key(d, key, &is_int) == 0 && strcmp(key, "ab-c") == 0 && !is_int);
     doc_release(d);
 
-    /* an escaped member name: no index (queries parse such a doc), still a valid doc */
+    /* an escaped member name: indexed, that member marked and never found by its raw text */
     static const char esc[] = "{\"a\\\"b\":1,\"id\":2}";
     CHECK(doc_new_bytes("2", 1, 1, 1, esc, strlen(esc), &d) == 0);
-    CHECK(!d->indexed && doc_members(d) == NULL && doc_member(d, "id", 2) == NULL);
-    /* its "id" is still found (by a scan): recovery checks it, and lists know its type */
+    CHECK(d->indexed && d->esc_names && d->nmembers == 2 && doc_member(d, "id", 2) != NULL);
+    CHECK((doc_members(d)[0].flags & DOC_NAME_ESCAPED) && doc_member(d, "a\\\"b", 4) == NULL);
+    CHECK(!(doc_members(d)[1].flags & DOC_NAME_ESCAPED));
+    /* its "id" is found: recovery checks it, and lists know its type */
     CHECK(doc_id_key(d, key, &is_int) == 0 && strcmp(key, "2") == 0 && is_int);
     CHECK(d->int_id && d->int_val == 2);
     doc_release(d);
