@@ -228,6 +228,8 @@ const char *store_result_str(enum store_result r)
         return "invalid";
     case STORE_COMMIT_FAILED:
         return "commit failed";
+    case STORE_DAMAGED:
+        return "damaged";
     }
     panic("store_result_str: unknown result %d", (int)r);
 }
@@ -466,7 +468,8 @@ static json_t *patched(const struct doc *old, const json_t *patch, bool keep_id,
     json_t *j = doc_parse(old), *old_id;
 
     if (j == NULL) {
-        fail(res, STORE_INVALID, "the stored document cannot be parsed");
+        /* the server's fault, not the client's: bytes recovery scanned but jansson refuses */
+        fail(res, STORE_DAMAGED, "the stored document '%s' cannot be parsed", old->id);
         return NULL;
     }
     old_id = json_incref(json_object_get(j, "id"));

@@ -1610,6 +1610,44 @@ static int measure(void)
     return checks_failed ? 1 : 0;
 }
 
+/*
+ * A stored doc the scanner accepted but jansson will not parse (recovery
+ * scans, it does not parse): a PATCH of it is the server's fault, STORE_DAMAGED
+ * (500), not the client's (400), and changes nothing.
+ */
+static void test_damaged_doc(void)
+{
+    struct store *st = store_new(NULL);
+    static const char bad[] = "{\"id\":1,\"a\":[1,,2]}"; /* nested: skipped by brackets */
+    struct doc *d, *single;
+    struct store_res res;
+
+    CHECK(doc_new_bytes("1", 1, 1, 1, bad, strlen(bad), &d) == 0);
+    CHECK(doc_new_bytes("cfg", 3, 0, 1, bad, strlen(bad), &single) == 0);
+    struct coll *c0 = coll_new("o", 1), *c = coll_with(c0, d, 1);
+    struct snap *s0 = snap_new(1), *s1 = snap_with_coll(s0, c, 1), *s = snap_with_single(s1, single, 1);
+    coll_release(c0);
+    coll_release(c);
+    snap_release(s0);
+    snap_release(s1);
+    doc_release(d);
+    doc_release(single);
+    store_install(st, s);
+
+    CHECK(wr(st, STORE_PATCH, "o", "1", "{\"x\":1}", &res) == STORE_DAMAGED);
+    CHECK(res.doc == NULL && res.rev == 1 && strstr(res.msg, "cannot be parsed") != NULL);
+    store_res_cleanup(&res);
+    CHECK(wr(st, STORE_PATCH_SINGLE, "cfg", NULL, "{\"x\":1}", &res) == STORE_DAMAGED);
+    store_res_cleanup(&res);
+    CHECK(strcmp(store_result_str(STORE_DAMAGED), "damaged") == 0);
+    s = store_acquire(st);
+    CHECK(snap_revision(s) == 1 && strcmp(coll_get(snap_coll(s, "o"), "1", 1)->bytes, bad) == 0);
+    snap_release(s);
+    /* a PUT replaces it: the store works on */
+    CHECK(wr1(st, STORE_PUT, "o", "1", "{\"x\":2}") == STORE_OK);
+    store_free(st);
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0); /* results interleave sanely with sanitizer reports */
@@ -1633,6 +1671,7 @@ int main(int argc, char **argv)
     run("4 writers and 4 readers", test_threads);
     run("take_body: the parsed body is kept, not copied", test_take_body);
     run("documents: member index, scanner errors", test_doc_index);
+    run("PATCH of a stored doc that cannot be parsed: STORE_DAMAGED", test_damaged_doc);
     run("the whole-list cache of a collection version", test_list_cache);
     run("everything is freed", test_nothing_leaks);
     printf("%d passed, %d failed\n", cases_passed, cases_failed);
