@@ -233,6 +233,8 @@ static enum result write_reply(struct request *req, struct reply *reply, struct 
         return reply_fail(reply, RES_PRECONDITION_FAILED, "%s", res->msg);
     case STORE_INVALID:
         return reply_fail(reply, RES_BAD_REQUEST, "%s", res->msg);
+    case STORE_TOO_LARGE:
+        return reply_fail(reply, RES_TOO_LARGE, "%s", res->msg);
     case STORE_DAMAGED: /* logged with the request id, as every 5xx is */
         return reply_fail(reply, RES_INTERNAL, "%s", res->msg);
     case STORE_COMMIT_FAILED:

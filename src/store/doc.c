@@ -400,7 +400,8 @@ int doc_new_bytes(const char *id, size_t id_len, uint64_t seq, uint64_t rev, con
     if (id_len >= (size_t)INT32_MAX)
         panic("doc_new: bad arguments");
     /* One scan into 'small' for ordinary docs; a second into the heap for wide ones. */
-    if (len >= UINT32_MAX || scan_doc(text, len, small, ARRAY_LEN(small), &n, &indexable, &esc_names) != 0)
+    if (len >= UINT32_MAX ||
+        scan_doc(text, len, small, ARRAY_LEN(small), &n, &indexable, &esc_names) != 0)
         return -EINVAL;
     nm = indexable ? n : 0;
     if (nm > ARRAY_LEN(small)) {
@@ -434,11 +435,24 @@ int doc_new_bytes(const char *id, size_t id_len, uint64_t seq, uint64_t rev, con
     return 0;
 }
 
-struct doc *doc_new(const json_t *json, const char *id, size_t id_len, uint64_t seq, uint64_t rev)
+/* The longest serialization a doc holds: its lengths are 32 bits (and 'len' < UINT32_MAX). */
+#define MAX_LEN ((size_t)UINT32_MAX - 1)
+
+/* Lowered by tests only, before any thread starts. */
+static size_t max_len = MAX_LEN;
+
+void doc_test_max_len(size_t max)
+{
+    max_len = max != 0 && max < MAX_LEN ? max : MAX_LEN;
+}
+
+int doc_from_json(const json_t *json, const char *id, size_t id_len, uint64_t seq, uint64_t rev,
+                  struct doc **out)
 {
     char *text;
-    struct doc *d;
+    size_t len;
 
+    *out = NULL;
     if (!json_is_object(json))
         panic("doc_new: bad arguments");
     /*
@@ -449,9 +463,23 @@ struct doc *doc_new(const json_t *json, const char *id, size_t id_len, uint64_t 
     text = json_dumps(json, JSON_COMPACT);
     if (text == NULL)
         panic("doc_new: json_dumps failed (out of memory?)");
-    if (doc_new_bytes(id, id_len, seq, rev, text, strlen(text), &d) != 0)
+    len = strlen(text);
+    if (len > max_len) {
+        free(text);
+        return -EFBIG;
+    }
+    if (doc_new_bytes(id, id_len, seq, rev, text, len, out) != 0)
         panic("doc_new: json_dumps made text that does not scan as an object");
     free(text);
+    return 0;
+}
+
+struct doc *doc_new(const json_t *json, const char *id, size_t id_len, uint64_t seq, uint64_t rev)
+{
+    struct doc *d;
+
+    if (doc_from_json(json, id, id_len, seq, rev, &d) != 0)
+        panic("doc_new: the document serializes to 4 GiB or more");
     return d;
 }
 

@@ -21,7 +21,7 @@ enum doc_type {
 };
 
 /* doc_member.flags */
-#define DOC_ESCAPED 1 /* a string whose text has escapes: its raw bytes are not its value */
+#define DOC_ESCAPED 1      /* a string whose text has escapes: its raw bytes are not its value */
 #define DOC_NAME_ESCAPED 2 /* the name has escapes: doc_member never finds this member */
 
 /*
@@ -62,24 +62,33 @@ struct doc_member {
 struct doc {
     _Atomic uint32_t refs;
     uint32_t id_len;
-    uint32_t len;      /* strlen(bytes) */
-    uint16_t nmembers; /* entries in the member index (when 'indexed') */
-    bool int_id : 1;   /* the "id" member is a JSON integer whose decimal form is 'id' */
-    bool indexed : 1;  /* false: the query engine parses the bytes instead (see doc.c) */
+    uint32_t len;       /* strlen(bytes) */
+    uint16_t nmembers;  /* entries in the member index (when 'indexed') */
+    bool int_id : 1;    /* the "id" member is a JSON integer whose decimal form is 'id' */
+    bool indexed : 1;   /* false: the query engine parses the bytes instead (see doc.c) */
     bool esc_names : 1; /* indexed, and some member's name has escapes (DOC_NAME_ESCAPED):
                            a name doc_member misses may be one of those */
-    int64_t int_val;   /* that integer when int_id, else 0 */
-    uint64_t seq;      /* insertion sequence in its collection; 0 for singular resources */
-    uint64_t rev;      /* global revision of the write that made this version */
-    const char *bytes; /* NUL-terminated; lives in the same allocation as the doc */
-    char id[];         /* id_len bytes + NUL, then the bytes, then the member index */
+    int64_t int_val;    /* that integer when int_id, else 0 */
+    uint64_t seq;       /* insertion sequence in its collection; 0 for singular resources */
+    uint64_t rev;       /* global revision of the write that made this version */
+    const char *bytes;  /* NUL-terminated; lives in the same allocation as the doc */
+    char id[];          /* id_len bytes + NUL, then the bytes, then the member index */
 };
 
 /*
- * New reference (refcount 1). Borrowed 'json' (an object): it is serialized,
- * not kept (never fails: OOM aborts). 'id' is copied; 'id_len' must be < 2^31.
+ * A doc from borrowed 'json' (an object), which is serialized, not kept:
+ * returns 0 and sets *out (new reference, refcount 1), or -EFBIG when the
+ * serialization is 4 GiB or more (a doc's lengths are 32 bits). OOM aborts.
+ * 'id' is copied; 'id_len' must be < 2^31.
  */
+int doc_from_json(const json_t *json, const char *id, size_t id_len, uint64_t seq, uint64_t rev,
+                  struct doc **out);
+
+/* doc_from_json for a doc known to be smaller than 4 GiB: aborts otherwise. */
 struct doc *doc_new(const json_t *json, const char *id, size_t id_len, uint64_t seq, uint64_t rev);
+
+/* Tests: doc_from_json's limit on the serialization's bytes (0: the real one, 4 GiB - 2). */
+void doc_test_max_len(size_t max);
 
 /*
  * A doc from its compact serialization (copied), for recovery

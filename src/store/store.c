@@ -230,6 +230,8 @@ const char *store_result_str(enum store_result r)
         return "commit failed";
     case STORE_DAMAGED:
         return "damaged";
+    case STORE_TOO_LARGE:
+        return "too large";
     }
     panic("store_result_str: unknown result %d", (int)r);
 }
@@ -375,6 +377,17 @@ static void finish_coll(const struct snap *cur, const struct coll *c, struct doc
     coll_release(nc);
 }
 
+/* New reference: the doc of 'j', or NULL with STORE_TOO_LARGE in 'res' (4 GiB or more). */
+static struct doc *make_doc(const json_t *j, const char *id, size_t id_len, uint64_t seq,
+                            uint64_t rev, struct store_res *res)
+{
+    struct doc *d;
+
+    if (doc_from_json(j, id, id_len, seq, rev, &d) != 0)
+        fail(res, STORE_TOO_LARGE, "the document would serialize to 4 GiB or more");
+    return d;
+}
+
 static enum store_result do_post(const struct snap *cur, const struct store_op *op, json_t **body,
                                  uint64_t rev, struct store_res *res, struct built *out)
 {
@@ -407,7 +420,11 @@ static enum store_result do_post(const struct snap *cur, const struct store_op *
         next_id(c, key, &as_int, &v);
         set_id(*body, key, as_int, v);
     }
-    d = doc_new(*body, key, strlen(key), coll_next_seq(c), rev);
+    d = make_doc(*body, key, strlen(key), coll_next_seq(c), rev, res);
+    if (d == NULL) {
+        rc = res->code;
+        goto out;
+    }
     finish_coll(cur, c, d, rev, out);
     doc_release(d);
     rc = STORE_CREATED;
@@ -448,7 +465,12 @@ static enum store_result do_put(const struct snap *cur, const struct store_op *o
             v = old->int_val;
         set_id(*body, op->id, as_int, v);
     }
-    d = doc_new(*body, op->id, strlen(op->id), old != NULL ? old->seq : coll_next_seq(c), rev);
+    d = make_doc(*body, op->id, strlen(op->id), old != NULL ? old->seq : coll_next_seq(c), rev,
+                 res);
+    if (d == NULL) {
+        rc = res->code;
+        goto out;
+    }
     finish_coll(cur, c, d, rev, out);
     doc_release(d);
     rc = old != NULL ? STORE_OK : STORE_CREATED;
@@ -504,8 +526,10 @@ static enum store_result do_patch(const struct snap *cur, const struct store_op 
     j = patched(old, op->body, true, res);
     if (j == NULL)
         return res->code;
-    d = doc_new(j, old->id, old->id_len, old->seq, rev);
+    d = make_doc(j, old->id, old->id_len, old->seq, rev, res);
     json_decref(j);
+    if (d == NULL)
+        return res->code;
     finish_coll(cur, c, d, rev, out);
     doc_release(d);
     return STORE_OK;
@@ -550,7 +574,9 @@ static enum store_result do_put_single(const struct snap *cur, const struct stor
         return precondition_failed(res, old);
     if (old == NULL && too_many_names(cur, res) != STORE_OK)
         return res->code;
-    d = doc_new(*body, op->name, strlen(op->name), 0, rev);
+    d = make_doc(*body, op->name, strlen(op->name), 0, rev, res);
+    if (d == NULL)
+        return res->code;
     out->next = snap_with_single(cur, d, rev);
     out->doc = d;
     return old != NULL ? STORE_OK : STORE_CREATED;
@@ -572,8 +598,10 @@ static enum store_result do_patch_single(const struct snap *cur, const struct st
     j = patched(old, op->body, false, res);
     if (j == NULL)
         return res->code;
-    d = doc_new(j, old->id, old->id_len, 0, rev);
+    d = make_doc(j, old->id, old->id_len, 0, rev, res);
     json_decref(j);
+    if (d == NULL)
+        return res->code;
     out->next = snap_with_single(cur, d, rev);
     out->doc = d;
     return STORE_OK;
@@ -634,7 +662,13 @@ static struct coll *import_coll(const char *name, const json_t *arr, bool owned,
             given = owned ? json_incref((json_t *)el) : copy(el);
             set_id(given, key, false, 0);
         }
-        docs[made++] = doc_new(given != NULL ? given : el, key, strlen(key), (uint64_t)i + 1, rev);
+        if (doc_from_json(given != NULL ? given : el, key, strlen(key), (uint64_t)i + 1, rev,
+                          &docs[made]) != 0) {
+            json_decref(given);
+            fail(res, STORE_TOO_LARGE, "db.json: %s[%zu] serializes to 4 GiB or more", name, i);
+            goto out;
+        }
+        made++;
         json_decref(given);
     }
     c = coll_build(name, rev, docs, made, &dup);
@@ -677,7 +711,11 @@ static enum store_result do_import(const struct snap *cur, const struct store_op
             n = snap_with_coll(next, c, rev);
             coll_release(c);
         } else if (json_is_object(value)) {
-            struct doc *d = doc_new(value, name, strlen(name), 0, rev);
+            struct doc *d;
+            if (doc_from_json(value, name, strlen(name), 0, rev, &d) != 0) {
+                fail(res, STORE_TOO_LARGE, "db.json: '%s' serializes to 4 GiB or more", name);
+                goto out_fail;
+            }
             n = snap_with_single(next, d, rev);
             doc_release(d);
         } else {

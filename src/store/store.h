@@ -37,7 +37,8 @@ enum store_result {
     STORE_PRECONDITION_FAILED, /* 412: If-Match did not match */
     STORE_INVALID,             /* 400: bad name, id or body; res.msg says which */
     STORE_COMMIT_FAILED,       /* 503: the commit hook failed (res.err); nothing changed */
-    STORE_DAMAGED, /* 500: a stored document cannot be parsed (res.msg); nothing changed */
+    STORE_DAMAGED,   /* 500: a stored document cannot be parsed (res.msg); nothing changed */
+    STORE_TOO_LARGE, /* 413: a document would serialize to 4 GiB or more; nothing changed */
 };
 
 enum store_op_kind {

@@ -937,8 +937,8 @@ static void test_q_prefilter(void)
         "{\"id\":5,\"r\":-2.5e-7,\"s\":\"no\"}",
     };
     static const char *const needles[] = {
-        "0.3", "e%2B21", "1e%2B2", "world", "WORLD", "x%22", "caf%C3%A9", "case", "202", "0",
-        "2.5e-07", "e-07", "-2.5", "zzz", "plain", "29999", "title",
+        "0.3", "e%2B21",  "1e%2B2", "world", "WORLD", "x%22",  "caf%C3%A9", "case",  "202",
+        "0",   "2.5e-07", "e-07",   "-2.5",  "zzz",   "plain", "29999",     "title",
     };
     enum { N = ARRAY_LEN(texts) };
     json_t *trees[N];
@@ -977,8 +977,7 @@ static void test_q_prefilter(void)
     uint64_t parsed = doc_parse_count() - before;
     if (hits != 0 || parsed != 1)
         printf("#   %zu matches, %llu parses (want 0, 1)\n", hits, (unsigned long long)parsed);
-    report(hits == 0 && parsed == 1, "q skips the docs whose bytes lack the needle unparsed",
-           NULL);
+    report(hits == 0 && parsed == 1, "q skips the docs whose bytes lack the needle unparsed", NULL);
     query_free(q);
     for (size_t i = 0; i < N; i++) {
         json_decref(trees[i]);

@@ -1625,7 +1625,8 @@ static void test_damaged_doc(void)
     CHECK(doc_new_bytes("1", 1, 1, 1, bad, strlen(bad), &d) == 0);
     CHECK(doc_new_bytes("cfg", 3, 0, 1, bad, strlen(bad), &single) == 0);
     struct coll *c0 = coll_new("o", 1), *c = coll_with(c0, d, 1);
-    struct snap *s0 = snap_new(1), *s1 = snap_with_coll(s0, c, 1), *s = snap_with_single(s1, single, 1);
+    struct snap *s0 = snap_new(1), *s1 = snap_with_coll(s0, c, 1),
+                *s = snap_with_single(s1, single, 1);
     coll_release(c0);
     coll_release(c);
     snap_release(s0);
@@ -1645,6 +1646,50 @@ static void test_damaged_doc(void)
     snap_release(s);
     /* a PUT replaces it: the store works on */
     CHECK(wr1(st, STORE_PUT, "o", "1", "{\"x\":2}") == STORE_OK);
+    store_free(st);
+}
+
+/*
+ * A doc whose serialization is too long for a doc's 32-bit lengths (4 GiB;
+ * lowered here to 40 bytes) is STORE_TOO_LARGE from every write and from an
+ * import, which changes nothing -- never an abort.
+ */
+static void test_too_large_doc(void)
+{
+    struct store *st = store_new(NULL);
+    struct store_res res;
+    struct snap *s;
+
+    CHECK(wr1(st, STORE_POST, "p", NULL, "{\"t\":\"short\"}") == STORE_CREATED);
+    CHECK(wr1(st, STORE_PUT_SINGLE, "cfg", NULL, "{\"k\":1}") == STORE_CREATED);
+    doc_test_max_len(40);
+    static const char big[] = "{\"t\":\"0123456789012345678901234567890123456789\"}";
+    CHECK(wr(st, STORE_POST, "p", NULL, big, &res) == STORE_TOO_LARGE && res.doc == NULL &&
+          res.rev == 2);
+    store_res_cleanup(&res);
+    CHECK(wr1(st, STORE_PUT, "p", "1", big) == STORE_TOO_LARGE);
+    CHECK(wr1(st, STORE_PUT, "p", "7", big) == STORE_TOO_LARGE);
+    CHECK(wr1(st, STORE_PATCH, "p", "1", "{\"u\":\"01234567890123456789\"}") == STORE_TOO_LARGE);
+    CHECK(wr1(st, STORE_PUT_SINGLE, "cfg", NULL, big) == STORE_TOO_LARGE);
+    CHECK(wr1(st, STORE_PATCH_SINGLE, "cfg", NULL, big) == STORE_TOO_LARGE);
+    CHECK(wr(st, STORE_IMPORT, NULL, NULL,
+             "{\"a\":[{\"id\":1},{\"id\":2,\"t\":\"01234567890123456789012345678901\"}]}",
+             &res) == STORE_TOO_LARGE);
+    CHECK(strstr(res.msg, "a[1]") != NULL);
+    store_res_cleanup(&res);
+    CHECK(wr(st, STORE_IMPORT, NULL, NULL,
+             "{\"c\":{\"t\":\"0123456789012345678901234567890123456789\"}}",
+             &res) == STORE_TOO_LARGE &&
+          strstr(res.msg, "'c'") != NULL);
+    store_res_cleanup(&res);
+    CHECK(strcmp(store_result_str(STORE_TOO_LARGE), "too large") == 0);
+    s = store_acquire(st);
+    CHECK(snap_revision(s) == 2 && coll_count(snap_coll(s, "p")) == 1 &&
+          strcmp(coll_get(snap_coll(s, "p"), "1", 1)->bytes, "{\"t\":\"short\",\"id\":1}") == 0 &&
+          strcmp(snap_single(s, "cfg")->bytes, "{\"k\":1}") == 0);
+    snap_release(s);
+    doc_test_max_len(0);
+    CHECK(wr1(st, STORE_POST, "p", NULL, big) == STORE_CREATED);
     store_free(st);
 }
 
@@ -1672,6 +1717,7 @@ int main(int argc, char **argv)
     run("take_body: the parsed body is kept, not copied", test_take_body);
     run("documents: member index, scanner errors", test_doc_index);
     run("PATCH of a stored doc that cannot be parsed: STORE_DAMAGED", test_damaged_doc);
+    run("a doc of 4 GiB or more: STORE_TOO_LARGE, no abort", test_too_large_doc);
     run("the whole-list cache of a collection version", test_list_cache);
     run("everything is freed", test_nothing_leaks);
     printf("%d passed, %d failed\n", cases_passed, cases_failed);
