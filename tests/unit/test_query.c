@@ -985,6 +985,43 @@ static void test_q_prefilter(void)
     }
 }
 
+/* Whether every query's slice over 'all' (trees) and 'ds' (the same as stored docs) equals the
+ * same slice of the full stable sort. */
+static bool slices_match_full_sort(json_t *all, struct doc **ds, size_t n,
+                                   const char *const *queries, size_t nq)
+{
+    bool ok = true;
+    struct query_item *items = xcalloc(n, sizeof(*items)), *full = xcalloc(n, sizeof(*full));
+    const struct doc **sd = xcalloc(n, sizeof(*sd));
+    for (size_t k = 0; k < nq; k++) {
+        struct query *q = must_parse(queries[k]);
+        size_t nf = 0, from, to, f2, t2;
+        /* the reference: filter, full stable sort, slice */
+        for (size_t i = 0; i < n; i++)
+            if (query_match(q, json_array_get(all, i)))
+                full[nf].doc = json_array_get(all, i), full[nf++].ref = ds[i];
+        query_sort(q, full, nf);
+        for (size_t i = 0; i < n; i++) {
+            items[i].doc = json_array_get(all, i), items[i].ref = ds[i];
+            sd[i] = ds[i];
+        }
+        size_t total = query_apply(q, items, n, &from, &to);
+        size_t total2 = query_apply_docs(q, sd, n, &f2, &t2);
+        bool same = total == nf && total2 == nf && from == f2 && to == t2;
+        for (size_t i = from; same && i < to; i++)
+            same = items[i].ref == full[i].ref && sd[i] == full[i].ref;
+        if (!same) {
+            printf("#   %s: the slice differs from the full sort's\n", queries[k]);
+            ok = false;
+        }
+        query_free(q);
+    }
+    free(items);
+    free(full);
+    free(sd);
+    return ok;
+}
+
 /*
  * A sorted slice comes from a bounded top-k selection; it must equal the
  * same slice of the full stable sort, ties (everywhere here) included.
@@ -1015,39 +1052,56 @@ static void test_top_k(void)
         "_sort=g&_start=2990&_limit=50",
         "_sort=g&_limit=10000",
     };
-    bool ok = true;
-    struct query_item *items = xcalloc(N, sizeof(*items)), *full = xcalloc(N, sizeof(*full));
-    const struct doc **sd = xcalloc(N, sizeof(*sd));
-    for (size_t k = 0; k < ARRAY_LEN(queries); k++) {
-        struct query *q = must_parse(queries[k]);
-        size_t nf = 0, from, to, f2, t2;
-        /* the reference: filter, full stable sort, slice */
-        for (size_t i = 0; i < N; i++)
-            if (query_match(q, json_array_get(all, i)))
-                full[nf].doc = json_array_get(all, i), full[nf++].ref = ds[i];
-        query_sort(q, full, nf);
-        for (size_t i = 0; i < N; i++) {
-            items[i].doc = json_array_get(all, i), items[i].ref = ds[i];
-            sd[i] = ds[i];
-        }
-        size_t total = query_apply(q, items, N, &from, &to);
-        size_t total2 = query_apply_docs(q, sd, N, &f2, &t2);
-        bool same = total == nf && total2 == nf && from == f2 && to == t2;
-        for (size_t i = from; same && i < to; i++)
-            same = items[i].ref == full[i].ref && sd[i] == full[i].ref;
-        if (!same) {
-            printf("#   %s: the slice differs from the full sort's\n", queries[k]);
-            ok = false;
-        }
-        query_free(q);
-    }
-    report(ok, "top-k slices equal the full stable sort's slices", NULL);
+    report(slices_match_full_sort(all, ds, N, queries, ARRAY_LEN(queries)),
+           "top-k slices equal the full stable sort's slices", NULL);
     for (int i = 0; i < N; i++)
         doc_release(ds[i]);
     free(ds);
-    free(items);
-    free(full);
-    free(sd);
+    json_decref(all);
+}
+
+/*
+ * The same over keys the member index cannot serve alone: nested paths
+ * (parsed per doc), escaped strings, int/real ties (1 and 1.0 compare
+ * equal, so the stable order decides) and missing keys, with _limit.
+ */
+static void test_top_k_mixed(void)
+{
+    enum { N = 1200 };
+    static const char *const strs[] = {"a\"b", "a\\b", "a", "tab\there", "A", "a\"b"};
+    json_t *all = json_array();
+    struct doc **ds = xcalloc(N, sizeof(*ds));
+    for (int i = 0; i < N; i++) {
+        int g = (i * 7919) % 4;
+        json_t *d = json_object();
+        json_object_set_new(d, "id", json_integer(i + 1));
+        if (i % 13 != 0)
+            json_object_set_new(d, "g", (i % 2) ? json_integer(g) : json_real(g));
+        json_object_set_new(d, "s", json_string(strs[i % ARRAY_LEN(strs)]));
+        if (i % 7 != 0) {
+            json_t *inner =
+                json_pack("{s:o}", "k", (i % 3) ? json_integer(g % 3) : json_real(g % 3));
+            json_object_set_new(
+                d, "n",
+                json_pack("{s:o, s:[s]}", "inner", inner, "t", strs[(i / 3) % ARRAY_LEN(strs)]));
+        }
+        json_array_append_new(all, d);
+        char id[16];
+        snprintf(id, sizeof(id), "%d", i + 1);
+        ds[i] = doc_new(d, id, strlen(id), (uint64_t)i + 1, 1);
+    }
+    static const char *const queries[] = {
+        "_sort=g&_limit=10",         "_sort=g&_order=desc&_limit=25",
+        "_sort=n.inner.k&_limit=15", "_sort=n.inner.k,g&_order=desc&_page=3&_limit=20",
+        "_sort=s&_limit=30",         "_sort=s,g&_order=desc&_start=100&_limit=40",
+        "_sort=n.t.0&_limit=12",     "_sort=n.t.0,s,g&_page=5&_limit=17",
+        "_sort=g&g=1&_limit=9",      "_sort=n.inner.k&_start=1150&_limit=100",
+    };
+    report(slices_match_full_sort(all, ds, N, queries, ARRAY_LEN(queries)),
+           "top-k slices over nested, escaped and int/real-tied keys equal the full sort's", NULL);
+    for (int i = 0; i < N; i++)
+        doc_release(ds[i]);
+    free(ds);
     json_decref(all);
 }
 
@@ -1074,6 +1128,7 @@ int main(void)
     test_stored_slow_paths();
     test_q_prefilter();
     test_top_k();
+    test_top_k_mixed();
     stored_free();
 
     /* Documents are read only: nothing above may have changed them. */

@@ -1322,17 +1322,28 @@ static void test_doc_index(void)
         "{\"a\":-9223372036854775809}",
         "{\"a\":\"tab\there\"}",
     };
+    /*
+     * Each case and each prefix is copied into a buffer of exactly its length,
+     * with no NUL after it, so that a read past the end is an ASan report.
+     */
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        size_t n = strlen(bad[i]);
+        char *exact = xmalloc(n ? n : 1);
+        memcpy(exact, bad[i], n);
         d = (struct doc *)&d; /* must be reset */
-        int rc = doc_new_bytes("1", 1, 1, 1, bad[i], strlen(bad[i]), &d);
+        int rc = doc_new_bytes("1", 1, 1, 1, exact, n, &d);
         if (rc != -EINVAL || d != NULL)
             fprintf(stderr, "  bad doc accepted: %s\n", bad[i]);
         CHECK(rc == -EINVAL && d == NULL);
+        free(exact);
     }
     /* every prefix of a good doc is bad (truncation inside any token) */
     for (size_t n = 0; n < strlen(text); n++) {
+        char *exact = xmalloc(n ? n : 1);
+        memcpy(exact, text, n);
         d = NULL;
-        CHECK(doc_new_bytes("7", 1, 1, 1, text, n, &d) == -EINVAL && d == NULL);
+        CHECK(doc_new_bytes("7", 1, 1, 1, exact, n, &d) == -EINVAL && d == NULL);
+        free(exact);
     }
 }
 
@@ -1356,13 +1367,19 @@ static unsigned long wr_take(struct store *st, enum store_op_kind kind, const ch
     unsigned long a0;
 
     op.body = j;
+    /* A reference of our own: the store drops exactly the one it was given, and keeps none. */
+    if (take)
+        json_incref(j);
     json_set_alloc_funcs(take_counting_malloc, free);
     a0 = atomic_load(&take_allocs);
     CHECK(store_write(st, &op, &res) == want);
     unsigned long made = atomic_load(&take_allocs) - a0;
     json_set_alloc_funcs(malloc, free);
-    if (!take)
-        json_decref(j);
+    if (j->refcount != 1)
+        fprintf(stderr, "  %s %s: body refcount %zu after the write\n", store_result_str(want),
+                name != NULL ? name : "", j->refcount);
+    CHECK(j->refcount == 1);
+    json_decref(j);
     store_res_cleanup(&res);
     return made;
 }
