@@ -1100,12 +1100,102 @@ def test_queries_agree_after_recovery_from_log_and_snapshot():
                "_sort=v&_order=desc&_limit=2", "_sort=s&_limit=3", "_sort=n.k,id",
                "_sort=t&_order=desc", "_sort=r&_start=1&_end=3", "s=plain&_sort=id&_order=desc"]
 
+    # The expected answers, worked out here from docs/QUERY.md's rules, not from cairnd.
+    missing = object()
+
+    def get(doc, path):
+        if "." in path and path in doc:
+            return doc[path]  # lodash: the literal dotted key wins
+        v = doc
+        for seg in path.split("."):
+            if isinstance(v, dict) and seg in v:
+                v = v[seg]
+            elif isinstance(v, list) and seg.isdigit() and (seg == "0" or seg[0] != "0") \
+                    and int(seg) < len(v):
+                v = v[int(seg)]
+            else:
+                return missing
+        return v
+
+    def canon(v):
+        if v is None:
+            return "null"
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int):
+            return str(v)
+        if isinstance(v, float):
+            for prec in (15, 16, 17):
+                t = "%.*g" % (prec, v)
+                if float(t) == v:
+                    return t
+        return v
+
+    def scalars(v):  # the values an operator tests: an array's scalar elements
+        if isinstance(v, list):
+            return [x for x in v if not isinstance(x, (list, dict))]
+        return [] if isinstance(v, dict) else [v]
+
+    def is_num(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    def test(op, v, want):
+        if v is missing:
+            return False
+        if op == "ne":
+            return isinstance(v, dict) or all(canon(x) != want for x in scalars(v))
+        for x in scalars(v):
+            if op == "eq" and canon(x) == want:
+                return True
+            if op in ("gte", "lte") and x is not None:
+                if is_num(x) and re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", want):
+                    a, b = x, float(want)
+                else:
+                    a, b = canon(x).encode(), want.encode()
+                if (a >= b) if op == "gte" else (a <= b):
+                    return True
+            if op == "like" and x is not None and re.search(want, canon(x), re.I):
+                return True
+        return False
+
+    def text_hit(v, needle):  # q: strings and numbers anywhere, ASCII case folded
+        if isinstance(v, dict):
+            return any(text_hit(x, needle) for x in v.values())
+        if isinstance(v, list):
+            return any(text_hit(x, needle) for x in v)
+        if isinstance(v, str) or is_num(v):
+            fold = lambda t: "".join(c.lower() if c.isascii() else c for c in t)
+            return needle in fold(canon(v))
+        return False
+
+    def expected(query):
+        name, value = query.split("=", 1)
+        value = urllib.parse.unquote(value)
+        if name == "q":
+            return [x["id"] for x in docs if text_hit(x, value.lower())]
+        field, op = name, "eq"
+        for suffix in ("ne", "gte", "lte", "like"):
+            if name.endswith("_" + suffix):
+                field, op = name[:-len(suffix) - 1], suffix
+        return [x["id"] for x in docs if test(op, get(x, urllib.parse.unquote(field)), value)]
+
+    # sorts, by hand: null < numbers < strings < arrays (element-wise) < missing; desc reverses
+    # all of it; ties keep insertion order
+    sorted_ids = {"_sort=v&_order=desc&_limit=2": ([2, 5], 5), "_sort=s&_limit=3": ([4, 2, 5], 5),
+                  "_sort=n.k,id": ([3, 1, 2, 4, 5], 5), "_sort=t&_order=desc": ([3, 5, 4, 1, 2], 5),
+                  "_sort=r&_start=1&_end=3": ([1, 4], 5),
+                  "s=plain&_sort=id&_order=desc": ([5, 2], 2)}
+
     def answers(d):
         out = {}
         for query in queries:
             r = d.get("/v1/items?" + query)
             assert r.status == 200, (query, r)
             out[query] = (r.body, r.headers["x-total-count"])
+            got = [x["id"] for x in json.loads(r.body)]
+            want, total = sorted_ids.get(query) or (expected(query), None)
+            assert got == want, (query, got, want)
+            assert int(r.headers["x-total-count"]) == (total if total is not None else len(want))
         return out
 
     d = Daemon()
