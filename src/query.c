@@ -418,11 +418,6 @@ static void path_cleanup(struct path *p)
     p->buf = NULL;
 }
 
-/*
- * The value at 'p' in 'doc', or NULL when missing. As lodash's _.get: a key
- * that literally contains the dots wins over the walk; numeric segments index
- * arrays. Borrowed: points into 'doc'.
- */
 /* The walk of path_get from segment 'first' on, starting at 'v'. */
 static const json_t *path_walk(const struct path *p, size_t first, const json_t *v)
 {
@@ -438,6 +433,11 @@ static const json_t *path_walk(const struct path *p, size_t first, const json_t 
     return v;
 }
 
+/*
+ * The value at 'p' in 'doc', or NULL when missing. As lodash's _.get: a key
+ * that literally contains the dots wins over the walk; numeric segments index
+ * arrays. Borrowed: points into 'doc'.
+ */
 static const json_t *path_get(const struct path *p, const json_t *doc)
 {
     if (p->nseg > 1 && json_is_object(doc)) {

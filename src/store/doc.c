@@ -136,6 +136,13 @@ static int scan_number(struct scan *s, struct doc_member *m)
             i++;
     }
     if (real) {
+        /*
+         * strtod reads the radix character of LC_NUMERIC, which is '.' only
+         * in the C locale: cairnd stays in it (nothing calls setlocale, and
+         * must not). jansson swaps '.' for the locale's radix before its own
+         * strtod; this scanner does not, so under another locale it would
+         * stop at the '.' and read 1.5 as 1.
+         */
         char tmp[64], *end;
         if (i - start >= sizeof(tmp)) {
             /* Longer than any json_dumps real: copy to the heap once. */
