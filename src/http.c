@@ -44,8 +44,9 @@
 /*
  * The connection's memory pool (MHD_OPTION_CONNECTION_MEMORY_LIMIT). In
  * 0.9.75 it holds the read buffer -- the request line and headers are parsed
- * in place there and must fit whole -- one bookkeeping record per header line
- * and query argument (64 bytes here, measured), the reply's header block, and
+ * in place there and must fit whole -- one bookkeeping record per header line,
+ * query argument and cookie (64 bytes here, measured), a copy of the Cookie
+ * value (the cookie parser's), the reply's header block, and
  * it is cleared whole at every keep-alive request (MHD_pool_reset), so its
  * size is paid per request. It is sized so that a header block of
  * max_header_bytes with up to POOL_HEADER_LINES lines still fits with room for
@@ -60,6 +61,8 @@
 #define POOL_HEADER_LINE_COST 64
 #define POOL_REPLY_HEADERS 1024
 #define POOL_READ_GROWTH 1024
+/* libmicrohttpd's pool rounds every allocation up to this */
+#define POOL_ALIGN 16
 /* libmicrohttpd's own reply lines: status line, Date, Content-Length, Connection, blank line */
 #define REPLY_MHD_LINES 160
 
@@ -378,11 +381,21 @@ static enum result decide_early(struct ctx *c)
      * What the pool keeps of this request when the reply's headers are built:
      * the read buffer (the block and whatever was pipelined behind it: at
      * least half the pool, as 0.9.75 sizes it, or the block and one growth
-     * step) and a record per header line and query argument.
+     * step), a record per header line, query argument and cookie -- counted
+     * by libmicrohttpd, which keeps every argument where collect_arg() stops
+     * at REQUEST_MAX_QUERY or the first bad one -- and the copy of the Cookie
+     * value 0.9.75's cookie parser makes in the pool.
      */
     size_t read_buffer = block + POOL_READ_GROWTH > pool_size / 2 ? block + POOL_READ_GROWTH
                                                                  : pool_size / 2;
-    size_t kept = read_buffer + POOL_HEADER_LINE_COST * (tally.lines + c->req.nquery + 1);
+    int nargs = MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, NULL, NULL);
+    int ncookies = MHD_get_connection_values(conn, MHD_COOKIE_KIND, NULL, NULL);
+    const char *cookie = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_COOKIE);
+    size_t cookie_copy = cookie ? (strlen(cookie) + 1 + POOL_ALIGN - 1) / POOL_ALIGN * POOL_ALIGN
+                                : 0;
+    size_t records = tally.lines + (size_t)(nargs > 0 ? nargs : 0) +
+                     (size_t)(ncookies > 0 ? ncookies : 0) + 1;
+    size_t kept = read_buffer + cookie_copy + POOL_HEADER_LINE_COST * records;
     c->reply_room = pool_size > kept ? pool_size - kept : 0;
 
     /* 0.9.75 is lenient here (RELIABILITY.md 2.4): reject ambiguous framing ourselves */

@@ -323,6 +323,33 @@ def test_long_link_header_is_left_out_not_the_reply():
     with_daemon(t)
 
 
+def test_link_estimate_counts_cookies_and_every_query_argument():
+    # 0.9.75's cookie parser copies the Cookie value into the connection's pool, and
+    # libmicrohttpd keeps a record for every query argument (ours stop at 64 or at the
+    # first bad one): a paged GET with a ~3 KB Cookie and a ~1 KB query must still get its
+    # reply (without Link when that does not fit), not a closed connection
+    def t(d):
+        for i in range(5):
+            assert d.request("POST", "/v1/posts", body={"t": "x"}).status == 201
+        for clen, qlen in ((3000, 1000), (3000, 1300), (3000, 1400), (3500, 1100), (3500, 1400)):
+            req = (b"GET /v1/posts?_page=2&_limit=1&t_ne=" + b"a" * qlen + b" HTTP/1.1\r\n"
+                   b"Host: x\r\nCookie: session=" + b"c" * clen + b"\r\n"
+                   b"Connection: close\r\n\r\n")
+            out = d.raw(req)
+            assert out.startswith(b"HTTP/1.1 200"), (clen, qlen, out[:200])
+            assert b"X-Total-Count: 5" in out, out[:400]
+        # 64 query arguments and more (a 400 of ours) next to a Cookie: a reply either way
+        cookie = b"session=" + b"c" * 2500
+        for n in (40, 64, 65):
+            req = (b"GET /v1/posts?_page=2&_limit=1&" + b"&".join(b"a%d=1" % i for i in range(n)) +
+                   b"&t_ne=" + b"a" * 900 + b" HTTP/1.1\r\nHost: x\r\nCookie: " + cookie +
+                   b"\r\nConnection: close\r\n\r\n")
+            out = d.raw(req)
+            assert out.startswith(b"HTTP/1.1 200" if n < 63 else b"HTTP/1.1 400"), (n, out[:200])
+        settled(d)
+    with_daemon(t)
+
+
 def _held(port, source="127.0.0.1"):
     """A keep-alive connection from 'source' that has been served once: libmicrohttpd counts it."""
     s = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0))
