@@ -30,6 +30,7 @@
 #include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -196,6 +197,61 @@ static void finalize(struct ctx *c, enum result rc)
     }
 }
 
+/* About how many bytes of libmicrohttpd's pool the reply's header block takes. */
+static size_t reply_header_bytes(const struct ctx *c)
+{
+    const struct reply *r = &c->reply;
+    size_t need = REPLY_MHD_LINES + strlen(MHD_HTTP_HEADER_CONTENT_TYPE) + 4 +
+                  strlen(r->content_type ? r->content_type : "application/json") +
+                  strlen("X-Request-Id") + 4 + strlen(c->req.id);
+    for (unsigned i = 0; i < r->nheaders; i++)
+        need += strlen(r->headers[i].name) + 4 + strlen(r->headers[i].value);
+    return need;
+}
+
+/*
+ * An early reply (the connection closes after it) whose header block would
+ * not fit what the pool has left: libmicrohttpd would close the connection
+ * without a byte. It is written to the socket here instead -- nothing of
+ * this request has been written, and MHD_NO then makes libmicrohttpd close
+ * the connection without writing anything. The reply is small and the
+ * socket's send buffer empty, so one send() takes it whole.
+ */
+static enum MHD_Result send_early_direct(struct ctx *c)
+{
+    struct reply *r = &c->reply;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    const char *reason = MHD_get_reason_phrase_for((unsigned)r->status);
+    char date[64];
+    time_t now = time(NULL);
+    struct tm tm;
+    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", gmtime_r(&now, &tm));
+    struct buf out;
+    buf_init(&out, SIZE_MAX);
+    buf_printf(&out,
+               "HTTP/1.1 %d %s\r\nDate: %s\r\nConnection: close\r\nContent-Length: %zu\r\n"
+               "Content-Type: %s\r\nX-Request-Id: %s\r\n",
+               r->status, reason ? reason : "", date, r->body ? r->len : 0,
+               r->content_type ? r->content_type : "application/json", c->req.id);
+    for (unsigned i = 0; i < r->nheaders; i++)
+        buf_printf(&out, "%s: %s\r\n", r->headers[i].name, r->headers[i].value);
+    buf_append(&out, "\r\n", 2);
+    if (r->body != NULL && strcmp(c->req.method_name, "HEAD") != 0)
+        buf_append(&out, r->body, r->len);
+    ssize_t n = ci == NULL ? -1 : send(ci->connect_fd, out.data, out.len, MSG_NOSIGNAL);
+    bool whole = n == (ssize_t)out.len;
+    buf_cleanup(&out);
+    STATS_INC(early_replies_direct);
+    if (!whole) {
+        STATS_INC(replies_unqueued);
+        log_msg(LOG_NOTICE, c->req.id, "client gone; reply %d dropped", r->status);
+        return MHD_NO;
+    }
+    count_and_log(c, r->status);
+    return MHD_NO; /* libmicrohttpd closes the connection, writing nothing */
+}
+
 /*
  * Hands c->reply to libmicrohttpd. The one place a reply is queued: on
  * failure the reply is dropped and counted, and MHD_NO makes libmicrohttpd
@@ -234,13 +290,9 @@ static enum MHD_Result queue_reply(struct ctx *c)
      * without a reply: Link is left out instead (X-Total-Count stays).
      */
     bool drop_link = false;
-    size_t need = REPLY_MHD_LINES + strlen(MHD_HTTP_HEADER_CONTENT_TYPE) + 4 +
-                  strlen(r->content_type ? r->content_type : "application/json") +
-                  strlen("X-Request-Id") + 4 + strlen(c->req.id);
-    for (unsigned i = 0; i < r->nheaders; i++) {
-        need += strlen(r->headers[i].name) + 4 + strlen(r->headers[i].value);
+    size_t need = reply_header_bytes(c);
+    for (unsigned i = 0; i < r->nheaders; i++)
         drop_link = drop_link || strcasecmp(r->headers[i].name, "Link") == 0;
-    }
     drop_link = drop_link && need > c->reply_room;
     if (drop_link)
         log_msg(LOG_NOTICE, c->req.id,
@@ -369,14 +421,7 @@ static enum result decide_early(struct ctx *c)
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT)->socket_context;
     size_t line = strlen(c->req.method_name) + 1 + cs->target_len + 1 + strlen(c->version) + 2;
     size_t limit = (size_t)c->cfg->max_header_bytes;
-    if (line > limit)
-        return reply_fail(&c->reply, RES_URI_TOO_LONG,
-                          "the request line is %zu bytes; at most %zu are accepted", line, limit);
     size_t block = line + tally.bytes + 2;
-    if (block > limit)
-        return reply_fail(&c->reply, RES_HEADERS_TOO_LARGE,
-                          "the request line and headers are %zu bytes; at most %zu are accepted",
-                          block, limit);
     /*
      * What the pool keeps of this request when the reply's headers are built:
      * the read buffer (the block and whatever was pipelined behind it: at
@@ -397,6 +442,14 @@ static enum result decide_early(struct ctx *c)
                      (size_t)(ncookies > 0 ? ncookies : 0) + 1;
     size_t kept = read_buffer + cookie_copy + POOL_HEADER_LINE_COST * records;
     c->reply_room = pool_size > kept ? pool_size - kept : 0;
+
+    if (line > limit)
+        return reply_fail(&c->reply, RES_URI_TOO_LONG,
+                          "the request line is %zu bytes; at most %zu are accepted", line, limit);
+    if (block > limit)
+        return reply_fail(&c->reply, RES_HEADERS_TOO_LARGE,
+                          "the request line and headers are %zu bytes; at most %zu are accepted",
+                          block, limit);
 
     /* 0.9.75 is lenient here (RELIABILITY.md 2.4): reject ambiguous framing ourselves */
     if (te != NULL && cl != NULL)
@@ -521,6 +574,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return MHD_YES; /* the normal reply goes out on a later call: keeps keep-alive */
         STATS_INC(early_replies);
         finalize(c, c->early);
+        if (reply_header_bytes(c) > c->reply_room)
+            return send_early_direct(c);
         return queue_reply(c);
     }
     if (*upload_data_size != 0) {

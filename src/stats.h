@@ -15,6 +15,8 @@
     X(request_contexts_freed, "per-request contexts freed in the completion callback")            \
     X(replies_unqueued, "replies that could not be queued because the client was gone")           \
     X(early_replies, "replies decided from the headers alone; the connection is closed after")    \
+    X(early_replies_direct, "early replies written to the socket by cairnd: libmicrohttpd's "   \
+                            "buffer had no room left for their headers")                     \
     X(completions_without_request, "completion callbacks for connections that ended between "    \
                                    "requests (no context, not in terminations)")                \
     X(connections_accepted, "connections accepted")                                               \

@@ -300,6 +300,34 @@ def test_header_limit_is_exact():
         with_daemon(t, settings=settings)
 
 
+def test_header_sweep_always_answers():
+    # libmicrohttpd lets through any header block that fits its pool (limit + 64 lines'
+    # records + 1 KiB); a block just under that leaves no room for our 431's headers, which
+    # then go straight to the socket: every request gets a status line. Blocks whose lines'
+    # records do not fit the pool are refused by libmicrohttpd itself (its own 431)
+    limit = 8192
+    pool = limit + 64 * 64 + 1024
+    def t(d):
+        for lines in range(60, 301, 20):
+            out = d.raw(_header_block(limit, lines))
+            assert out.startswith(b"HTTP/1.1 200" if lines <= 60 else b"HTTP/1.1 "), (lines, out)
+            assert out.startswith((b"HTTP/1.1 200", b"HTTP/1.1 431")), (lines, out[:200])
+        ours = 0
+        for lines in (1, 20, 60):
+            for total in list(range(limit + 1, pool + 2, 256)) + [pool + 1]:
+                out = d.raw(_header_block(total, lines))
+                assert out.startswith(b"HTTP/1.1 431"), (lines, total, out[:200])
+                ours += b"application/problem+json" in out
+        # the block just under the pool that used to be closed without a reply is ours
+        out = d.raw(_header_block(pool - 255, 1))
+        assert out.startswith(b"HTTP/1.1 431") and b"application/problem+json" in out, out[:300]
+        assert b"at most %d" % limit in out, out
+        s = settled(d)
+        assert s["counters"]["early_replies_direct"] >= 1 and ours >= 30, (ours, s["counters"])
+        assert d.get("/healthz").status == 200
+    with_daemon(t)
+
+
 def test_long_link_header_is_left_out_not_the_reply():
     # libmicrohttpd builds the reply's headers in the connection's buffer (max_header_bytes
     # + 5 KiB); a paged list repeats its query four times in Link. When that does not fit,
