@@ -30,6 +30,7 @@
 #include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -918,11 +919,13 @@ int http_start(const struct config *cfg, int listen_fd, char *err, size_t errlen
 #endif
     if (listen_addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    /* every worker's share (the limit over the pool size) is max_connections + 1: see accept_main
+    /*
+     * every worker's share (the limit over the pool size) is max_connections + 2: see
+     * accept_main; the watchdog's probe may come on top of max_connections (http_probe)
      */
     max_connections = (uint64_t)cfg->max_connections;
     pool_size = http_pool_size(cfg);
-    unsigned mhd_limit = ((unsigned)cfg->max_connections + 1) * (pool > 0 ? pool : 1);
+    unsigned mhd_limit = ((unsigned)cfg->max_connections + 2) * (pool > 0 ? pool : 1);
     daemon_ = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, NULL,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
@@ -992,26 +995,32 @@ void http_stop(void)
 
 int http_probe(unsigned timeout_ms)
 {
-    struct sockaddr_storage to = listen_addr;
     int rc = -1;
     char buf[64];
     size_t got = 0;
 
-    if (to.ss_family == AF_INET6) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&to;
-        if (IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr))
-            a->sin6_addr = in6addr_loopback;
-    } else {
-        struct sockaddr_in *a = (struct sockaddr_in *)&to;
-        if (a->sin_addr.s_addr == htonl(INADDR_ANY))
-            a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    }
-    int fd = socket(to.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
+    /*
+     * One end of a socketpair goes straight to MHD_add_connection(): the probe
+     * bypasses the accept thread and max_connections (a full daemon is not a
+     * hung one), and an AF_UNIX address is outside libmicrohttpd's per-IP
+     * count. It is counted in connections_live like any connection, since its
+     * close lowers it; every worker's share leaves room for it (http_start).
+     */
+    int sv[2];
+    if (daemon_ == NULL ||
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0) {
+        STATS_INC(watchdog_probes_failed);
         return -1;
-    uint64_t deadline = now_usec() + (uint64_t)timeout_ms * 1000;
-    if (connect(fd, (struct sockaddr *)&to, listen_addrlen) != 0 && errno != EINPROGRESS)
+    }
+    int fd = sv[0];
+    struct sockaddr_un peer = {.sun_family = AF_UNIX};
+    atomic_fetch_add(&connections_live, 1);
+    if (MHD_add_connection(daemon_, sv[1], (struct sockaddr *)&peer, sizeof(sa_family_t)) !=
+        MHD_YES) {
+        atomic_fetch_sub(&connections_live, 1); /* libmicrohttpd closed sv[1] */
         goto out_close;
+    }
+    uint64_t deadline = now_usec() + (uint64_t)timeout_ms * 1000;
 
     static const char probe[] = "GET /healthz HTTP/1.1\r\nHost: cairnd\r\n"
                                 "X-Request-Id: watchdog-probe\r\nConnection: close\r\n\r\n";

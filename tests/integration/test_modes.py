@@ -360,3 +360,76 @@ def test_new_connections_accepted_while_busy():
         for s in olds + news:
             s.close()
         d.cleanup()
+
+
+def _held_conn(port, source="127.0.0.1"):
+    """A keep-alive connection from 'source', served once (so libmicrohttpd holds it)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0))
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    out = b""
+    while b'{"status":"ok"}' not in out:
+        chunk = s.recv(4096)
+        assert chunk, out
+        out += chunk
+    return s
+
+
+def test_watchdog_probe_answers_when_full():
+    # the watchdog's self-probe does not go through the listening socket: with
+    # max_connections (and the per-IP limit for 127.0.0.1) taken, it is still served and the
+    # keep-alives go on -- a full daemon is not a hung one
+    import tempfile
+    tmp = tempfile.mkdtemp(prefix="cairn-notify-")
+    path = os.path.join(tmp, "notify")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(0.2)
+    d = cairn.Daemon(settings={"threads": 2, "max_connections": 3, "max_connections_per_ip": 3},
+                     env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "600000"})
+    held = []
+    try:
+        held = [_held_conn(d.port) for _ in range(3)]
+        s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+        try:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            try:
+                assert s.recv(4096) == b"", "a 4th connection was served"
+            except ConnectionResetError:
+                pass
+        finally:
+            s.close()
+        # drain what came before the daemon was full, then count keep-alives while it is
+        t_end = time.time() + 0.3
+        while time.time() < t_end:
+            try:
+                sock.recv(4096)
+            except socket.timeout:
+                pass
+        pings = 0
+        t_end = time.time() + 1.5
+        while time.time() < t_end:
+            try:
+                if b"WATCHDOG=1" in sock.recv(4096):
+                    pings += 1
+            except socket.timeout:
+                pass
+        assert pings >= 3, (pings, d.log()[-2000:])
+        assert "did not answer a probe" not in d.log(), d.log()[-2000:]
+        for c in held:
+            c.close()
+        held = []
+        def stats():
+            try:
+                return d.get("/v1/_stats").json()
+            except (ConnectionError, OSError):
+                return None
+        st = d.wait_for(stats)
+        assert st["counters"]["watchdog_probes_failed"] == 0, st["counters"]
+        assert d.stop() == 0
+    finally:
+        for c in held:
+            c.close()
+        sock.close()
+        os.unlink(path)
+        os.rmdir(tmp)
+        d.cleanup()
