@@ -774,7 +774,7 @@ static size_t http_pool_size(const struct config *cfg)
  * The accept thread. libmicrohttpd 0.9.75's poll loop accepts one connection
  * per iteration, and an iteration polls and serves every open connection, so
  * at 1,024 connections the last ones waited seconds to be accepted. Here one
- * thread of ours accepts until EAGAIN and hands each socket to
+ * thread of ours accepts until EAGAIN (ACCEPT_BURST at a time) and hands each socket to
  * MHD_add_connection(), which queues it to a worker (round robin by fd among
  * those under their share of max_connections) and wakes that worker through
  * its ITC; the worker takes all queued sockets in its next iteration.
@@ -787,8 +787,10 @@ static size_t http_pool_size(const struct config *cfg)
  * does not include the sockets queued to it) leaves a mutex locked in 0.9.75,
  * and the storm test caught both workers deadlocked on it. The per-IP limit
  * stays libmicrohttpd's: MHD_add_connection() checks it in this thread and
- * closes the socket. http_quiesce() ends the thread: nothing is accepted while
- * draining, and an inherited listening socket is left as it was.
+ * closes the socket. A burst takes at most ACCEPT_BURST sockets before the
+ * thread polls again, which is where it sees a stop. http_quiesce() ends the
+ * thread: nothing is accepted while draining; our own listening socket is
+ * closed then, an inherited one is left as it was.
  */
 static void accept_backoff(int e)
 {
@@ -800,6 +802,8 @@ static void accept_backoff(int e)
     }
     usleep(50000);
 }
+
+#define ACCEPT_BURST 128
 
 static void *accept_main(void *arg)
 {
@@ -816,7 +820,8 @@ static void *accept_main(void *arg)
         }
         if (p[1].revents != 0)
             return NULL;
-        for (;;) {
+        /* a burst is capped so that a connection storm cannot hold off a stop */
+        for (int burst = 0; burst < ACCEPT_BURST; burst++) {
             struct sockaddr_storage addr;
             socklen_t len = sizeof(addr);
             int fd =
@@ -960,8 +965,17 @@ uint64_t http_quiesce(uint64_t timeout_ms)
 {
     if (daemon_ == NULL)
         return 0;
-    /* no connection is accepted from here on; libmicrohttpd never had the listening socket */
+    /*
+     * No connection is accepted from here on; libmicrohttpd never had the
+     * listening socket. Ours is closed, so that new clients are refused at
+     * once instead of waiting in the backlog to be reset at exit; an inherited
+     * one (socket activation) stays open for the next start.
+     */
     acceptor_stop();
+    if (listen_fd_owned && listen_fd_ >= 0) {
+        close(listen_fd_);
+        listen_fd_ = -1;
+    }
     uint64_t deadline = now_usec() + timeout_ms * 1000;
     for (;;) {
         uint64_t left = STATS_GET(request_contexts_created) - STATS_GET(request_contexts_freed);
@@ -988,7 +1002,7 @@ void http_stop(void)
     acceptor_stop(); /* before the daemon it hands sockets to goes */
     MHD_stop_daemon(daemon_);
     daemon_ = NULL;
-    if (listen_fd_owned)
+    if (listen_fd_owned && listen_fd_ >= 0)
         close(listen_fd_);
     listen_fd_ = -1;
 }
