@@ -112,7 +112,15 @@ static bool acceptor_running;
 static int acceptor_stop_fd = -1; /* eventfd: written once to end the accept thread */
 static uint64_t max_connections;
 static size_t pool_size; /* set by http_start() */
-static atomic_uint_fast64_t connections_live; /* handed to libmicrohttpd and not yet closed */
+/*
+ * Sockets handed to libmicrohttpd and not yet closed: stats.connections_live,
+ * a gauge. It can only leak a slot if libmicrohttpd takes a socket
+ * (MHD_add_connection() says yes) and then fails to set the connection up
+ * (no memory for its pool): no STARTED/closed notification comes for it. No
+ * sound reconciliation exists in 0.9.75 (a socket queued to a worker is not
+ * yet STARTED either), so the gauge is published and the tests check it
+ * returns to the open connections once the clients are gone.
+ */
 static _Atomic int phase = PHASE_STARTING;
 static _Atomic uint64_t deferred_count;
 static atomic_int dispatching;    /* handler calls under way */
@@ -673,7 +681,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         free(*socket_context);
         *socket_context = NULL;
         STATS_DEC(open_connections);
-        atomic_fetch_sub(&connections_live, 1);
+        atomic_fetch_sub(&stats.connections_live, 1);
     }
 }
 
@@ -834,15 +842,15 @@ static void *accept_main(void *arg)
                     accept_backoff(errno); /* unexpected: do not spin on it */
                 break;                     /* back to poll, which also sees a stop */
             }
-            if (atomic_load(&connections_live) >= max_connections) {
+            if (atomic_load(&stats.connections_live) >= max_connections) {
                 close(fd);
                 STATS_INC(connections_refused);
                 continue;
             }
-            atomic_fetch_add(&connections_live, 1);
+            atomic_fetch_add(&stats.connections_live, 1);
             /* on MHD_NO (the per-IP limit, or memory) libmicrohttpd has closed fd already */
             if (MHD_add_connection(daemon_, fd, (struct sockaddr *)&addr, len) != MHD_YES) {
-                atomic_fetch_sub(&connections_live, 1);
+                atomic_fetch_sub(&stats.connections_live, 1);
                 STATS_INC(connections_refused);
             }
         }
@@ -1028,10 +1036,10 @@ int http_probe(unsigned timeout_ms)
     }
     int fd = sv[0];
     struct sockaddr_un peer = {.sun_family = AF_UNIX};
-    atomic_fetch_add(&connections_live, 1);
+    atomic_fetch_add(&stats.connections_live, 1);
     if (MHD_add_connection(daemon_, sv[1], (struct sockaddr *)&peer, sizeof(sa_family_t)) !=
         MHD_YES) {
-        atomic_fetch_sub(&connections_live, 1); /* libmicrohttpd closed sv[1] */
+        atomic_fetch_sub(&stats.connections_live, 1); /* libmicrohttpd closed sv[1] */
         goto out_close;
     }
     uint64_t deadline = now_usec() + (uint64_t)timeout_ms * 1000;

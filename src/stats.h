@@ -36,6 +36,8 @@
 /* name, help. Gauges go up and down. */
 #define STATS_GAUGES(X)                                                                           \
     X(open_connections, "connections open now")                                                   \
+    X(connections_live, "sockets handed to libmicrohttpd and not yet closed (max_connections "   \
+                        "counts these; open_connections plus those not yet started)")             \
     X(store_revision, "revision of the last write appended to the log")                          \
     X(store_durable_revision, "highest revision known to be on stable storage")                  \
     X(store_log_bytes, "bytes in the log segments a snapshot would free")                        \

@@ -415,6 +415,20 @@ def _get_when_free(d, path="/healthz"):
     return r
 
 
+def _live_back(d):
+    """Once the clients are gone, every slot max_connections counts is given back: only the
+    stats request's own connection is live (connections_live) and open."""
+    def once():
+        try:
+            g = d.get("/v1/_stats").json()["gauges"]
+        except (ConnectionError, OSError):
+            return None
+        return g if g["connections_live"] == 1 and g["open_connections"] == 1 else None
+    g = d.wait_for(once)
+    assert g, d.get("/v1/_stats").json()["gauges"]
+    assert b"\ncairn_connections_live " in d.get("/metrics").body
+
+
 def test_connection_limits_refuse_cleanly():
     # over max_connections (split over 2 workers) a new connection is accepted and closed
     # at once, without a reply; a freed slot is usable again
@@ -430,6 +444,7 @@ def test_connection_limits_refuse_cleanly():
         finally:
             for s in held:
                 s.close()
+        _live_back(d)
     with_daemon(t, settings={"threads": 2, "max_connections": 4})
 
     # a burst far over the limit (the accept thread queues sockets faster than the workers
@@ -458,6 +473,7 @@ def test_connection_limits_refuse_cleanly():
         assert r.json()["gauges"]["open_connections"] <= 8, r.json()["gauges"]
         for _ in range(20):
             _get_when_free(d)
+        _live_back(d)
     with_daemon(burst, settings={"threads": 2, "max_connections": 8})
 
     # max_connections_per_ip: a third connection from 127.0.0.1 is refused, 127.0.0.2 is served
@@ -473,6 +489,7 @@ def test_connection_limits_refuse_cleanly():
         finally:
             for s in held:
                 s.close()
+        _live_back(d)
     with_daemon(per_ip, settings={"max_connections_per_ip": 2})
 
 

@@ -425,6 +425,11 @@ def test_watchdog_probe_answers_when_full():
                 return None
         st = d.wait_for(stats)
         assert st["counters"]["watchdog_probes_failed"] == 0, st["counters"]
+        # the probes' slots are given back too: only this request's connection is left
+        st = d.wait_for(lambda: (lambda s: s if s and s["gauges"]["connections_live"] <= 2 and
+                                 s["gauges"]["connections_live"] ==
+                                 s["gauges"]["open_connections"] else None)(stats()))
+        assert st, stats()["gauges"]
         assert d.stop() == 0
     finally:
         for c in held:

@@ -397,6 +397,8 @@ def _settled(d, open0):
     st = d.stats()
     # +2: the stats connection itself, and the previous one if not reaped yet
     ok = _outstanding(st) == 0 and abs(st["gauges"]["open_connections"] - open0) <= 2
+    # and every slot max_connections counts was given back (connections_live leaks none)
+    ok = ok and st["gauges"]["connections_live"] == st["gauges"]["open_connections"]
     return st if ok else None
 
 
