@@ -438,3 +438,49 @@ def test_watchdog_probe_answers_when_full():
         os.unlink(path)
         os.rmdir(tmp)
         d.cleanup()
+
+
+def _worker_ticks(pid):
+    """{tid: utime+stime clock ticks} of libmicrohttpd's threads, by their names."""
+    out = {}
+    for task in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, task)) as f:
+                name = f.read().strip()
+            with open("/proc/%d/task/%s/stat" % (pid, task)) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if name.startswith("MHD-"):
+            out[(name, int(task))] = int(fields[11]) + int(fields[12])
+    return out
+
+
+def test_thread_pool_size_is_honoured():
+    # MHD_USE_NO_LISTEN_SOCKET with MHD_OPTION_THREAD_POOL_SIZE (microhttpd.h warns some
+    # versions ignore the pool size then): threads = 1 runs one internal thread, threads = 2
+    # and 3 that many pool workers, and under load from keep-alive clients every worker serves
+    for threads in (1, 2, 3):
+        d = cairn.Daemon(settings={"threads": threads})
+        try:
+            names = sorted(n for n, _ in _worker_ticks(d.pid()))
+            assert names == (["MHD-single"] if threads == 1 else ["MHD-worker"] * threads), names
+            if threads == 2:
+                def client():
+                    c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=10)
+                    for _ in range(400):
+                        c.request("GET", "/v1/_stats")
+                        r = c.getresponse()
+                        r.read()
+                        assert r.status == 200
+                    c.close()
+                ts = [threading.Thread(target=client) for _ in range(8)]
+                for t in ts:
+                    t.start()
+                for t in ts:
+                    t.join()
+                ticks = _worker_ticks(d.pid())
+                assert len(ticks) == 2 and min(ticks.values()) > 0, ticks
+            assert d.stop() == 0
+        finally:
+            d.cleanup()
