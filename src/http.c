@@ -783,7 +783,7 @@ static size_t http_pool_size(const struct config *cfg)
  * per iteration, and an iteration polls and serves every open connection, so
  * at 1,024 connections the last ones waited seconds to be accepted. Here one
  * thread of ours accepts until EAGAIN (ACCEPT_BURST at a time) and hands each socket to
- * MHD_add_connection(), which queues it to a worker (round robin by fd among
+ * MHD_add_connection(), which queues it to a worker (by fd modulo the pool size, among
  * those under their share of max_connections) and wakes that worker through
  * its ITC; the worker takes all queued sockets in its next iteration.
  *
