@@ -813,6 +813,23 @@ static void accept_backoff(int e)
 
 #define ACCEPT_BURST 128
 
+/* A refusal at max_connections: one log line a second at most, with the count since the last. */
+static void refusal_log(void)
+{
+    static uint64_t last_log_usec;
+    static uint64_t unlogged;
+    uint64_t now = now_usec();
+    unlogged++;
+    if (last_log_usec != 0 && now - last_log_usec < 1000000)
+        return;
+    log_msg(LOG_WARNING, NULL,
+            "max_connections (%llu) reached: new connections refused (%llu since the last "
+            "such line)",
+            (unsigned long long)max_connections, (unsigned long long)unlogged);
+    last_log_usec = now;
+    unlogged = 0;
+}
+
 static void *accept_main(void *arg)
 {
     (void)arg;
@@ -845,6 +862,7 @@ static void *accept_main(void *arg)
             if (atomic_load(&stats.connections_live) >= max_connections) {
                 close(fd);
                 STATS_INC(connections_refused);
+                refusal_log();
                 continue;
             }
             atomic_fetch_add(&stats.connections_live, 1);

@@ -292,6 +292,7 @@ def test_header_limit_is_exact():
             # a request line alone over the limit: 414
             out = d.raw(b"GET /healthz?q=" + b"a" * limit + b" HTTP/1.1\r\nHost: x\r\n\r\n")
             assert out.startswith(b"HTTP/1.1 414"), out[:300]
+            assert b"application/problem+json" in out and b"at most %d" % limit in out, out[:400]
             # a keep-alive connection serves requests at the limit one after another
             one = _header_block(limit, 20).replace(b"Connection: close", b"Connection: kept")
             out = d.raw(one + one + _header_block(limit, 20))
@@ -470,6 +471,9 @@ def test_connection_limits_refuse_cleanly():
         r = _get_when_free(d, "/v1/_stats")
         c = r.json()["counters"]
         assert c["connections_refused"] >= 200 - 8, c
+        # the refusals are logged, at most a line a second
+        lines = d.log().count("max_connections (8) reached: new connections refused")
+        assert 1 <= lines <= 3, d.log()[-2000:]
         assert r.json()["gauges"]["open_connections"] <= 8, r.json()["gauges"]
         for _ in range(20):
             _get_when_free(d)
