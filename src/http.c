@@ -445,10 +445,10 @@ static enum result decide_early(struct ctx *c)
     int nargs = MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, NULL, NULL);
     int ncookies = MHD_get_connection_values(conn, MHD_COOKIE_KIND, NULL, NULL);
     const char *cookie = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_COOKIE);
-    size_t cookie_copy = cookie ? (strlen(cookie) + 1 + POOL_ALIGN - 1) / POOL_ALIGN * POOL_ALIGN
-                                : 0;
-    size_t records = tally.lines + (size_t)(nargs > 0 ? nargs : 0) +
-                     (size_t)(ncookies > 0 ? ncookies : 0) + 1;
+    size_t cookie_copy =
+        cookie ? (strlen(cookie) + 1 + POOL_ALIGN - 1) / POOL_ALIGN * POOL_ALIGN : 0;
+    size_t records =
+        tally.lines + (size_t)(nargs > 0 ? nargs : 0) + (size_t)(ncookies > 0 ? ncookies : 0) + 1;
     size_t kept = read_buffer + cookie_copy + POOL_HEADER_LINE_COST * records;
     c->reply_room = pool_size > kept ? pool_size - kept : 0;
 
