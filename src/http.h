@@ -45,8 +45,10 @@ void http_close_handlers(void);
 void http_stop(void);
 
 /*
- * Sends GET /healthz to our own listening socket and waits up to 'timeout_ms'
- * for a 200: the proof that the worker pool is serving, for the watchdog.
+ * Hands libmicrohttpd one end of a socketpair as a connection (not through
+ * the listening socket or max_connections), sends GET /healthz on it and waits
+ * up to 'timeout_ms' for a 200: the proof that the worker pool is serving,
+ * for the watchdog, also while the daemon is full.
  */
 int http_probe(unsigned timeout_ms);
 

@@ -15,6 +15,8 @@
     X(request_contexts_freed, "per-request contexts freed in the completion callback")            \
     X(replies_unqueued, "replies that could not be queued because the client was gone")           \
     X(early_replies, "replies decided from the headers alone; the connection is closed after")    \
+    X(early_replies_direct, "early replies written to the socket by cairnd: libmicrohttpd's "   \
+                            "buffer had no room left for their headers")                     \
     X(completions_without_request, "completion callbacks for connections that ended between "    \
                                    "requests (no context, not in terminations)")                \
     X(connections_accepted, "connections accepted")                                               \
@@ -34,6 +36,8 @@
 /* name, help. Gauges go up and down. */
 #define STATS_GAUGES(X)                                                                           \
     X(open_connections, "connections open now")                                                   \
+    X(connections_live, "sockets handed to libmicrohttpd and not yet closed (max_connections "   \
+                        "counts these; open_connections plus those not yet started)")             \
     X(store_revision, "revision of the last write appended to the log")                          \
     X(store_durable_revision, "highest revision known to be on stable storage")                  \
     X(store_log_bytes, "bytes in the log segments a snapshot would free")                        \

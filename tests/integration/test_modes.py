@@ -360,3 +360,127 @@ def test_new_connections_accepted_while_busy():
         for s in olds + news:
             s.close()
         d.cleanup()
+
+
+def _held_conn(port, source="127.0.0.1"):
+    """A keep-alive connection from 'source', served once (so libmicrohttpd holds it)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0))
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    out = b""
+    while b'{"status":"ok"}' not in out:
+        chunk = s.recv(4096)
+        assert chunk, out
+        out += chunk
+    return s
+
+
+def test_watchdog_probe_answers_when_full():
+    # the watchdog's self-probe does not go through the listening socket: with
+    # max_connections (and the per-IP limit for 127.0.0.1) taken, it is still served and the
+    # keep-alives go on -- a full daemon is not a hung one
+    import tempfile
+    tmp = tempfile.mkdtemp(prefix="cairn-notify-")
+    path = os.path.join(tmp, "notify")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(0.2)
+    d = cairn.Daemon(settings={"threads": 2, "max_connections": 3, "max_connections_per_ip": 3},
+                     env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "600000"})
+    held = []
+    try:
+        held = [_held_conn(d.port) for _ in range(3)]
+        s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+        try:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            try:
+                assert s.recv(4096) == b"", "a 4th connection was served"
+            except ConnectionResetError:
+                pass
+        finally:
+            s.close()
+        # drain what came before the daemon was full, then count keep-alives while it is
+        t_end = time.time() + 0.3
+        while time.time() < t_end:
+            try:
+                sock.recv(4096)
+            except socket.timeout:
+                pass
+        pings = 0
+        t_end = time.time() + 1.5
+        while time.time() < t_end:
+            try:
+                if b"WATCHDOG=1" in sock.recv(4096):
+                    pings += 1
+            except socket.timeout:
+                pass
+        assert pings >= 3, (pings, d.log()[-2000:])
+        assert "did not answer a probe" not in d.log(), d.log()[-2000:]
+        for c in held:
+            c.close()
+        held = []
+        def stats():
+            try:
+                return d.get("/v1/_stats").json()
+            except (ConnectionError, OSError):
+                return None
+        st = d.wait_for(stats)
+        assert st["counters"]["watchdog_probes_failed"] == 0, st["counters"]
+        # the probes' slots are given back too: only this request's connection is left
+        st = d.wait_for(lambda: (lambda s: s if s and s["gauges"]["connections_live"] <= 2 and
+                                 s["gauges"]["connections_live"] ==
+                                 s["gauges"]["open_connections"] else None)(stats()))
+        assert st, stats()["gauges"]
+        assert d.stop() == 0
+    finally:
+        for c in held:
+            c.close()
+        sock.close()
+        os.unlink(path)
+        os.rmdir(tmp)
+        d.cleanup()
+
+
+def _worker_ticks(pid):
+    """{tid: utime+stime clock ticks} of libmicrohttpd's threads, by their names."""
+    out = {}
+    for task in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, task)) as f:
+                name = f.read().strip()
+            with open("/proc/%d/task/%s/stat" % (pid, task)) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if name.startswith("MHD-"):
+            out[(name, int(task))] = int(fields[11]) + int(fields[12])
+    return out
+
+
+def test_thread_pool_size_is_honoured():
+    # MHD_USE_NO_LISTEN_SOCKET with MHD_OPTION_THREAD_POOL_SIZE (microhttpd.h warns some
+    # versions ignore the pool size then): threads = 1 runs one internal thread, threads = 2
+    # and 3 that many pool workers, and under load from keep-alive clients every worker serves
+    for threads in (1, 2, 3):
+        d = cairn.Daemon(settings={"threads": threads})
+        try:
+            names = sorted(n for n, _ in _worker_ticks(d.pid()))
+            assert names == (["MHD-single"] if threads == 1 else ["MHD-worker"] * threads), names
+            if threads == 2:
+                def client():
+                    c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=10)
+                    for _ in range(400):
+                        c.request("GET", "/v1/_stats")
+                        r = c.getresponse()
+                        r.read()
+                        assert r.status == 200
+                    c.close()
+                ts = [threading.Thread(target=client) for _ in range(8)]
+                for t in ts:
+                    t.start()
+                for t in ts:
+                    t.join()
+                ticks = _worker_ticks(d.pid())
+                assert len(ticks) == 2 and min(ticks.values()) > 0, ticks
+            assert d.stop() == 0
+        finally:
+            d.cleanup()
