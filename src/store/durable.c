@@ -1093,8 +1093,6 @@ int durable_open(const struct durable_opts *o, struct durable **out)
                  "revisions are in the segment before it): removed",
                  d->dir, name);
         rc = io_unlinkat(d->dirfd, name, "log-unlink");
-        if (rc == 0 && i + 1 == end.nleftover)
-            rc = io_fsync_dir(d->dirfd, "log-unlink-dirsync");
         if (rc != 0) {
             log_err("%s/%s: cannot remove: %s", d->dir, name, errstr(rc, ebuf, sizeof(ebuf)));
             status = EX_IOERR;
@@ -1126,6 +1124,18 @@ int durable_open(const struct durable_opts *o, struct durable **out)
                 status = EX_IOERR;
                 goto fail;
             }
+        }
+        /*
+         * And the directory: a process killed between creating a segment
+         * and the directory fsync leaves one whose entry may not be durable
+         * (a record-less segment that becomes the append target here), and
+         * the removals above must be durable before anything is appended.
+         */
+        rc = io_fsync_dir(d->dirfd, "recover-dirsync");
+        if (rc != 0) {
+            log_err("%s: cannot sync the directory: %s", d->dir, errstr(rc, ebuf, sizeof(ebuf)));
+            status = EX_IOERR;
+            goto fail;
         }
         rc = wal_open(&d->wal, d->dirfd, end.first, end.valid, rev, end.bytes);
     } else {

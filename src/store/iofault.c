@@ -77,6 +77,7 @@ int io_close(int fd)
 
 #else /* CAIRN_FAULTS: the power-loss simulation */
 
+#include <dirent.h>
 #include <pthread.h>
 
 #define MAX_FILES 64
@@ -120,6 +121,27 @@ static struct dirop ops[MAX_DIROPS];
 static size_t nops;
 static unsigned trash_seq;
 
+static void add_op(enum dirop_kind kind, const char *a, const char *b, const char *replaced);
+
+/*
+ * CAIRN_CRASH_DIR_UNSYNCED: the run before was killed before its directory
+ * fsync, so the entries of the log segments already there are not durable
+ * yet: a crash before this run's first directory fsync removes them.
+ */
+static void old_entries_unsynced(int dirfd)
+{
+    int dfd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *dir = dfd >= 0 ? fdopendir(dfd) : NULL;
+    struct dirent *e;
+
+    if (dir == NULL)
+        panic("iofault: cannot list the data directory: %s", strerror(errno));
+    while ((e = readdir(dir)) != NULL)
+        if (strncmp(e->d_name, "log.", 4) == 0)
+            add_op(OP_CREATE, e->d_name, NULL, NULL);
+    closedir(dir);
+}
+
 static int parse_errno(const char *s)
 {
     if (strcmp(s, "ENOSPC") == 0)
@@ -150,6 +172,9 @@ void io_init(int dirfd)
         crash_label_k = colon ? strtoull(colon + 1, NULL, 10) : 1;
         tracking = active = true;
     }
+    if (tracking && (s = getenv("CAIRN_CRASH_DIR_UNSYNCED")) != NULL && *s != '\0' &&
+        strcmp(s, "0") != 0)
+        old_entries_unsynced(dirfd);
     if ((s = getenv("CAIRN_CRASH_KEEP")) != NULL && strcmp(s, "random") == 0)
         keep_random = true;
     if (s != NULL && strcmp(s, "pages") == 0)

@@ -187,6 +187,38 @@ def test_power_loss_holes_in_the_unsynced_tail():
         d.cleanup()
 
 
+def test_restart_syncs_the_directory_before_accepting_writes():
+    """kill -9 during a rotation, after log.R+1 was created but before the directory fsync: on
+    restart that record-less segment is the place to append, and its directory entry may not be
+    durable yet (CAIRN_CRASH_DIR_UNSYNCED models that). The restart fsyncs the directory before
+    it accepts a write, so a later power loss keeps every acknowledged write."""
+    d, docs = _log_with_records(3)
+    try:
+        # the rotation's leftover: an empty segment starting right after the last revision
+        open(os.path.join(d.data_dir, "log.%020d" % 4), "wb").close()
+        d.binary = FAULTS_BIN
+        d.env.update({"CAIRN_CRASH_DIR_UNSYNCED": "1", "CAIRN_CRASH_AT": "log-sync:2"})
+        d.start()
+        r = d.request("POST", "/v1/posts", {"title": "acked after the restart"})
+        assert r.status == 201, r
+        acked = r.json()
+        try:
+            d.request("POST", "/v1/posts", {"title": "never acknowledged"}, timeout=5)
+        except Exception:
+            pass
+        assert d.proc.wait(10) == 86, d.log()[-3000:]
+        d.proc = None
+        d._log.close()
+        for k in ("CAIRN_CRASH_DIR_UNSYNCED", "CAIRN_CRASH_AT"):
+            d.env.pop(k, None)
+        d.start()
+        got = d.get("/v1/posts").json()
+        assert got == docs + [acked], (got, d.log()[-3000:])
+        d.stop()
+    finally:
+        d.cleanup()
+
+
 # ---- torn and corrupt files ----
 
 def _log_with_records(n=12, settings=None):
