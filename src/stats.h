@@ -44,7 +44,9 @@
     X(store_snapshot_unix_seconds, "wall-clock time the last snapshot finished")                 \
     X(store_snapshot_duration_ms, "time the last snapshot took to write")                         \
     X(store_snapshot_bytes, "size of the last snapshot file")                                     \
-    X(store_recovery_ms, "time recovery took at start (snapshot load + log replay)")
+    X(store_recovery_ms, "time recovery took at start (snapshot load + log replay)")            \
+    X(store_recovery_cut_bytes, "bytes recovery cut off the end of the log (torn tail or hole)") \
+    X(store_recovery_cut_records, "valid records recovery cut off with a hole at the log's end")
 
 /* name, help: libmicrohttpd's termination codes, in its order. */
 #define STATS_TERMINATIONS(X)                                                                     \

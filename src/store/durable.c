@@ -668,6 +668,7 @@ struct log_end {
     uint64_t valid; /* bytes of whole records (0: even the header is gone) */
     uint64_t size;  /* bytes in the file */
     uint64_t bytes; /* all live segments, after the cut */
+    size_t cut_records; /* valid records cut with a hole at the end (valid..size) */
     /* segments left by a failed rotation (no record, revisions replayed elsewhere): removed */
     uint64_t leftover[8];
     size_t nleftover;
@@ -770,7 +771,9 @@ static int replay_segment(struct recovery *r, uint64_t first, bool last, struct 
         size_t next = rec_find_next(m->p, m->len, off + 1, from, from + (UINT64_C(1) << 40));
         if (last && next == SIZE_MAX) {
             log_warn("%s/%s: offset %zu: %s record at the end of the log (%zu bytes): cut off; "
-                     "it was never acknowledged",
+                     "a torn write was never acknowledged, but if this is damage it may be a "
+                     "write acknowledged by the last group commit (sync = always) or before "
+                     "its fsync (periodic, none)",
                      r->d->dir, name, off, rec_status_str(st), m->len - off);
             break;
         }
@@ -787,9 +790,13 @@ static int replay_segment(struct recovery *r, uint64_t first, bool last, struct 
             if (claim <= off) {
                 log_warn("%s/%s: offset %zu: %s record followed by %zu bytes holding %zu valid "
                          "records, none of them written after offset %zu was on stable storage: "
-                         "a hole left by a power loss in the unsynced end of the log; cut off "
-                         "from offset %zu, none of it was acknowledged",
+                         "a hole left by a power loss in the unsynced end of the log, or damage "
+                         "in the last group commit; cut off from offset %zu. A hole holds no "
+                         "acknowledged write; damage may include writes acknowledged by the "
+                         "last group commit (sync = always) or before their fsync (periodic, "
+                         "none)",
                          r->d->dir, name, off, rec_status_str(st), m->len - off, count, off, off);
+                end->cut_records = count;
                 break;
             }
             snprintf(r->err, sizeof(r->err),
@@ -1150,6 +1157,8 @@ int durable_open(const struct durable_opts *o, struct durable **out)
 
     uint64_t usec = now_usec() - t0;
     STATS_SET(store_recovery_ms, usec / 1000);
+    STATS_SET(store_recovery_cut_bytes, end.have ? end.size - end.valid : 0);
+    STATS_SET(store_recovery_cut_records, end.have ? end.cut_records : 0);
     STATS_SET(store_revision, rev);
     STATS_SET(store_durable_revision, rev);
     STATS_SET(store_snapshot_revision, snap_rev);

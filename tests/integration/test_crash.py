@@ -118,7 +118,10 @@ def test_power_loss_simulation():
             mark = len(d.log())
             d.start()  # a normal start of the same build: recovery after the "power loss"
             recovered = d.log()[mark:]
-            holes += "a hole left by a power loss" in recovered
+            if "a hole left by a power loss" in recovered:
+                holes += 1
+                g = d.stats()["gauges"]
+                assert g["store_recovery_cut_bytes"] > 0 and g["store_recovery_cut_records"] > 0, g
             assert "refusing to start" not in recovered, recovered[-3000:]
             wl.verify(d)
             d.stop(signal.SIGKILL)
@@ -171,7 +174,10 @@ def test_power_loss_holes_in_the_unsynced_tail():
             mark = len(log)
             d.start()
             recovered = d.log()[mark:]
-            holes += "a hole left by a power loss" in recovered
+            if "a hole left by a power loss" in recovered:
+                holes += 1
+                g = d.stats()["gauges"]
+                assert g["store_recovery_cut_bytes"] > 0 and g["store_recovery_cut_records"] > 0, g
             wl.verify(d)
             d.stop(signal.SIGKILL)
             mark = len(d.log())
@@ -290,6 +296,11 @@ def test_flipped_byte_in_last_record_is_cut_off():
                 assert status is None, "flip at %d: exit %s\n%s" % (i, status, log)
                 assert "offset %d" % offs[-1] in log, log
                 assert len(c.get("/v1/posts").json()) == len(docs) - 1
+                g = c.stats()["gauges"]
+                assert g["store_recovery_cut_bytes"] == size - offs[-1], g
+                assert g["store_recovery_cut_records"] == 0, g
+                m = c.get("/metrics").body.decode()
+                assert "\ncairn_store_recovery_cut_bytes %d\n" % (size - offs[-1]) in m, m
                 assert c.stop() == 0
             finally:
                 c.cleanup()

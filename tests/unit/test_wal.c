@@ -707,6 +707,9 @@ static void test_hole_in_unsynced_tail_is_cut(void)
             CHECK(start_log(work, len, &rev, &after) == 0);
             CHECK(rev == rev_at(log, len, offs[holes[h][0] - 1])); /* the writes before it */
             CHECK(after == from);                                  /* cut at the hole */
+            /* counted: the bytes and the valid records after the hole went with it */
+            CHECK(STATS_GET(store_recovery_cut_bytes) == len - from);
+            CHECK(STATS_GET(store_recovery_cut_records) == n - holes[h][1]);
         }
     }
     /* damage in what later records show was synced: 65, whatever follows */
