@@ -670,8 +670,8 @@ struct log_end {
     uint64_t bytes; /* all live segments, after the cut */
     size_t cut_records; /* valid records cut with a hole at the end (valid..size) */
     /* segments left by a failed rotation (no record, revisions replayed elsewhere): removed */
-    uint64_t leftover[8];
-    size_t nleftover;
+    uint64_t *leftover;
+    size_t nleftover, cap_leftover;
 };
 
 /* A segment header's length: a segment no longer than this holds no record. */
@@ -837,36 +837,47 @@ static uint64_t segment_size(int dirfd, uint64_t first)
 }
 
 /*
- * Replays the segments after the snapshot, segs[0..n). Segments at the end
- * that hold no record (empty, a torn header, a header alone) are set aside
- * first: a rotation that failed after creating one left it behind and the
- * appends went on in the segment before, whose unsynced end (torn, or with
- * holes) is then the log's end. After the replay, such a segment is the
- * place to append if it starts right after the last revision, and a
- * leftover to remove if the revisions it would start at are already in the
- * log. Returns 0 or -1 ('err').
+ * Replays the segments after the snapshot, segs[0..n). A segment that holds
+ * no record (empty, a torn header, a header alone) is what a rotation leaves
+ * when it fails, or is killed, after creating the file: the appends went on
+ * in the segment before, whose unsynced end (torn, or with holes) may then
+ * be the log's end. Wherever such a segment sits, if it starts at or before
+ * the next revision it holds nothing the log needs: a leftover, removed
+ * after the replay; except that the final segment, starting right after the
+ * last revision of a log that was not cut, is the place to append. The last
+ * segment that holds records is replayed as the log's end. Returns 0 or -1
+ * ('err').
  */
 static int replay_log(struct recovery *r, const uint64_t *segs, size_t n, struct log_end *end)
 {
-    size_t real = n;
-    while (real > 0 && segment_size(r->d->dirfd, segs[real - 1]) <= LOG_HEADER_LEN)
-        real--;
-    for (size_t i = 0; i < real; i++)
-        if (replay_segment(r, segs[i], i + 1 == real, end) != 0)
-            return -1;
-    for (size_t i = real; i < n; i++) {
-        uint64_t at = loader_rev(r->l);
-        bool cut = end->have && end->valid < end->size;
-        if ((segs[i] <= at || (segs[i] == at + 1 && cut)) &&
-            end->nleftover < sizeof(end->leftover) / sizeof(end->leftover[0])) {
-            end->leftover[end->nleftover++] = segs[i];
-            continue;
-        }
-        /* the segment to append to, or a gap that replay_segment reports */
-        if (replay_segment(r, segs[i], i + 1 == n, end) != 0)
-            return -1;
+    size_t last_real = SIZE_MAX;
+    bool *empty = xcalloc(n ? n : 1, sizeof(*empty));
+    int rc = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        empty[i] = segment_size(r->d->dirfd, segs[i]) <= LOG_HEADER_LEN;
+        if (!empty[i])
+            last_real = i;
     }
-    return 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        uint64_t next = loader_rev(r->l) + 1;
+        bool cut = end->have && end->valid < end->size;
+        if (!empty[i]) {
+            rc = replay_segment(r, segs[i], i == last_real, end);
+        } else if (segs[i] <= next && !(i + 1 == n && segs[i] == next && !cut)) {
+            if (end->nleftover == end->cap_leftover) {
+                end->cap_leftover = end->cap_leftover ? end->cap_leftover * 2 : 4;
+                end->leftover =
+                    xrealloc(end->leftover, end->cap_leftover * sizeof(*end->leftover));
+            }
+            end->leftover[end->nleftover++] = segs[i];
+        } else {
+            /* the segment to append to, or a gap that replay_segment reports */
+            rc = replay_segment(r, segs[i], i + 1 == n, end);
+        }
+    }
+    free(empty);
+    return rc;
 }
 
 static int recover(struct durable *d, struct snap **out, struct log_end *end, uint64_t *snap_rev)
@@ -1097,7 +1108,7 @@ int durable_open(const struct durable_opts *o, struct durable **out)
         char name[WAL_NAME_MAX];
         wal_segment_name(name, end.leftover[i]);
         log_warn("%s/%s: a log segment holding no record, left by a failed rotation (its "
-                 "revisions are in the segment before it): removed",
+                 "revisions are in other segments): removed",
                  d->dir, name);
         rc = io_unlinkat(d->dirfd, name, "log-unlink");
         if (rc != 0) {
@@ -1106,6 +1117,8 @@ int durable_open(const struct durable_opts *o, struct durable **out)
             goto fail;
         }
     }
+    free(end.leftover);
+    end.leftover = NULL;
     /*
      * The appender: continue the last segment, cut after its last whole
      * record. Synced either way: the records appended next claim all of it
@@ -1198,6 +1211,7 @@ int durable_open(const struct durable_opts *o, struct durable **out)
     return 0;
 
 fail:
+    free(end.leftover);
     free_durable(d);
     return status;
 }

@@ -801,6 +801,98 @@ static void test_leftover_segment_of_a_failed_rotation(void)
     free(log);
 }
 
+/*
+ * Opens 'cdir' and checks: it starts at revision 'want', log.1 is 'log1_size'
+ * bytes, none of leftovers[0..nleft) is there; a write then gets want + 1 and
+ * a second start sees it.
+ */
+static void check_leftovers(const char *cdir, uint64_t want, size_t log1_size,
+                            const uint64_t *leftovers, size_t nleft)
+{
+    char path[200];
+    struct stat st;
+    int status;
+    struct durable *d = open_dir(cdir, DURABLE_SYNC_NONE, 0, &status);
+    CHECK(status == 0 && d != NULL);
+    CHECK(d == NULL || open_rev(d) == want);
+    snprintf(path, sizeof(path), "%s/log.%020d", cdir, 1);
+    CHECK(stat(path, &st) == 0 && (size_t)st.st_size == log1_size);
+    for (size_t i = 0; i < nleft; i++) {
+        snprintf(path, sizeof(path), "%s/log.%020" PRIu64, cdir, leftovers[i]);
+        CHECK(stat(path, &st) != 0); /* removed */
+    }
+    if (d != NULL) {
+        struct store_op op = {.kind = STORE_POST, .name = "after"};
+        struct store_res res;
+        json_t *j = J("{\"x\":1}");
+        op.body = j;
+        store_write(durable_store(d), &op, &res);
+        CHECK(res.code == STORE_CREATED && res.rev == want + 1);
+        store_res_cleanup(&res);
+        json_decref(j);
+    }
+    durable_close(d);
+    d = open_dir(cdir, DURABLE_SYNC_NONE, 0, &status); /* and again: clean */
+    CHECK(status == 0 && d != NULL && (d == NULL || open_rev(d) == want + 1));
+    durable_close(d);
+}
+
+static void test_leftover_segments_anywhere(void)
+{
+    char dir[128], cdir[128], path[200];
+    size_t len, offs[20000] = {0};
+    char *log = crashed_log_synced(dir, sizeof(dir), 70, 35, &len);
+    size_t n = record_offsets(log, len, offs, 20000);
+    CHECK(n > 30);
+    uint64_t last = rev_at(log, len, offs[n - 1]);
+    uint64_t left[12];
+    quick_close = true;
+    for (int variant = 0; variant < 3; variant++) {
+        /* two at once: one inside the log, one right after it that becomes the append target */
+        dir_with_log(cdir, sizeof(cdir), log, len);
+        left[0] = rev_at(log, len, offs[n / 3]) + 1;
+        leftover_segment(cdir, left[0], variant);
+        leftover_segment(cdir, last + 1, variant);
+        check_leftovers(cdir, last, len, left, 1);
+        snprintf(path, sizeof(path), "%s/log.%020" PRIu64, cdir, last + 1);
+        struct stat st;
+        CHECK(stat(path, &st) == 0 && st.st_size > 0); /* the append target: it holds the write */
+        rmdir_files(cdir);
+
+        /* more than 8 of them, and a torn last record: cut off all the same */
+        dir_with_log(cdir, sizeof(cdir), log, len - 3);
+        for (size_t i = 0; i < 12; i++) {
+            left[i] = rev_at(log, len, offs[2 + i * 2]) + 1;
+            leftover_segment(cdir, left[i], variant);
+        }
+        check_leftovers(cdir, rev_at(log, len, offs[n - 2]), offs[n - 1], left, 12);
+        rmdir_files(cdir);
+
+        /* between two segments that hold records: log.1 = records 1..k, log.<k+1> the rest */
+        size_t k = n / 2;
+        uint64_t second = rev_at(log, len, offs[k - 1]) + 1;
+        CHECK(rev_at(log, len, offs[k]) == second);
+        dir_with_log(cdir, sizeof(cdir), log, offs[k]);
+        leftover_segment(cdir, second, 2);
+        snprintf(path, sizeof(path), "%s/log.%020" PRIu64, cdir, second);
+        size_t hl;
+        char *seg = slurp(path, &hl);
+        struct buf b;
+        buf_init(&b, SIZE_MAX);
+        buf_append(&b, seg, hl);
+        buf_append(&b, log + offs[k], len - offs[k]);
+        spit(path, b.data, b.len);
+        buf_cleanup(&b);
+        free(seg);
+        left[0] = rev_at(log, len, offs[k / 2]) + 1;
+        leftover_segment(cdir, left[0], variant);
+        check_leftovers(cdir, last, offs[k], left, 1);
+        rmdir_files(cdir);
+    }
+    quick_close = false;
+    free(log);
+}
+
 /* Starts a log of one POST to "c" of 'id' (an integer id when 'int_id'); returns the status. */
 static int start_one_post(const char *id, bool int_id, const char *doc)
 {
@@ -1087,6 +1179,8 @@ int main(int argc, char **argv)
          test_hole_in_unsynced_tail_is_cut},
         {"an empty segment left by a failed rotation is removed, the tail before it cut",
          test_leftover_segment_of_a_failed_rotation},
+        {"leftover segments anywhere: two at once, more than 8, between real segments",
+         test_leftover_segments_anywhere},
         {"replayed keys: canonical integer ids and valid string ids only",
          test_replayed_keys_are_checked},
         {"--recover-truncate drops a damaged middle record and leaves a clean dir",
