@@ -41,7 +41,8 @@ struct wal {
     _Atomic uint64_t appended; /* = end, for the syncing thread */
     /*
      * Bytes of the current segment known to be on stable storage: the
-     * 'appended' of the last fdatasync that succeeded (the header's end for a
+     * 'appended' of the last fdatasync that succeeded, the committer's or a
+     * rotation's (the header's end for a
      * new segment). Every record appended carries it (wal_synced_end).
      */
     _Atomic uint64_t synced_end;

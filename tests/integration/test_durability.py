@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import stat
+import struct
 import threading
 import time
 import http.client
@@ -377,6 +378,37 @@ def test_eio_on_the_snapshot_rotation_sync_is_fail_stop():
         assert d.get("/readyz").status == 503
         assert d.stats()["gauges"]["store_read_only"] == 1
         assert du.stop_traced(d) == 0
+    finally:
+        d.cleanup()
+
+
+def test_failed_rotation_sync_advances_the_claim():
+    """The rotation before a snapshot fdatasyncs the old segment. When the new segment then
+    cannot be made (disk full on the directory fsync) the appends go on in the old one, and
+    their records claim what that fdatasync covered (with sync = none nothing else syncs)."""
+    d = cairn.Daemon(binary=cairn.FAULTS_BINARY,
+                     settings={"store.sync": "none", "log_level": "info"},
+                     env={"CAIRN_IO_FAIL": "log-create-dirsync:2:ENOSPC"}, start=False)
+    try:
+        d.start()
+        for i in range(5):
+            assert d.request("POST", "/v1/r", {"i": i}).status == 201
+        seg = du.segments(d.data_dir)[-1]
+        synced = os.path.getsize(seg)
+        r = d.request("POST", "/v1/_admin/snapshot")
+        assert r.status == 507, r
+        assert du.segments(d.data_dir) == [seg]
+        for i in range(3):
+            assert d.request("POST", "/v1/r", {"i": "after %d" % i}).status == 201
+        d.stop(signal.SIGKILL)
+        offs, size = du.record_offsets(seg)
+        with open(seg, "rb") as f:
+            data = f.read()
+        after = [off for off in offs if off >= synced]
+        assert len(after) == 3, (offs, synced)
+        for off in after:
+            (claim,) = struct.unpack_from("<Q", data, off + 16)
+            assert claim == synced, (off, claim, synced)
     finally:
         d.cleanup()
 
