@@ -247,7 +247,8 @@ static enum result write_reply(struct request *req, struct reply *reply, struct 
         if (res->err == -EFBIG)
             return reply_fail(reply, RES_TOO_LARGE,
                               "the write's log record would be larger than the log's record "
-                              "limit (1 GiB); nothing changed");
+                              "limit (%zu bytes); nothing changed",
+                              durable_record_max(durable));
         return reply_fail(reply, RES_UNAVAILABLE,
                           "the write could not be logged: %s; nothing changed",
                           strerror(-res->err));

@@ -224,7 +224,8 @@ static int commit(void *cls, const struct store_change *ch)
     case STORE_IMPORT:
         /* the result, not the request: generated ids are in it, so replay is exact */
         r.kind = REC_IMPORT;
-        buf_init(&db, d->rec_max - 1024);
+        /* room for the record's header, name and id (the encoded record is checked below) */
+        buf_init(&db, d->rec_max > 1024 ? d->rec_max - 1024 : d->rec_max);
         if (snap_export(ch->next, &db) != 0) {
             buf_cleanup(&db);
             return -EFBIG;
@@ -238,13 +239,16 @@ static int commit(void *cls, const struct store_change *ch)
     d->enc.len = 0;
     rc = rec_encode(&d->enc, &r);
     buf_cleanup(&db);
-    if (rc != 0 || d->enc.len > d->rec_max)
-        return -EFBIG; /* the caller answers 413: this write can never be logged */
-    rc = wal_append(&d->wal, d->enc.data, d->enc.len, ch->rev, &clean);
+    bool too_big = rc != 0 || d->enc.len > d->rec_max;
+    if (!too_big)
+        rc = wal_append(&d->wal, d->enc.data, d->enc.len, ch->rev, &clean);
     if (d->enc.cap > ENC_KEEP) {
+        /* also after a record too big to log: keep no such buffer for the process's life */
         buf_cleanup(&d->enc);
         buf_init(&d->enc, SIZE_MAX);
     }
+    if (too_big)
+        return -EFBIG; /* the caller answers 413: this write can never be logged */
     if (rc != 0) {
         wal_segment_name(seg, d->wal.first);
         if (disk_full(rc) && clean) {
@@ -1214,6 +1218,11 @@ fail:
     free(end.leftover);
     free_durable(d);
     return status;
+}
+
+size_t durable_record_max(const struct durable *d)
+{
+    return d->rec_max;
 }
 
 struct store *durable_store(struct durable *d)

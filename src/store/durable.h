@@ -58,6 +58,9 @@ int durable_open(const struct durable_opts *o, struct durable **out);
 /* Borrowed: the store. Valid until durable_close. */
 struct store *durable_store(struct durable *d);
 
+/* The largest log record a write may make (bytes); a bigger one is refused with -EFBIG. */
+size_t durable_record_max(const struct durable *d);
+
 /*
  * Brackets one write: durable_begin() before store_write (false: closing,
  * refuse the write with 503), then exactly one of durable_end() or

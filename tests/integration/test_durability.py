@@ -426,6 +426,7 @@ def test_oversized_record_is_413_and_changes_nothing():
             r = d.request(method, path, {"t": "x" * 3000})
             doc = cairn.problem(r, 413)
             assert "record limit" in doc["detail"] and "nothing changed" in doc["detail"], doc
+            assert "(2048 bytes)" in doc["detail"], doc  # the limit in force, not the default
         assert d.stats()["gauges"]["store_revision"] == rev
         assert d.get("/v1/big/1").json()["t"] == "x" * 100
         assert d.request("POST", "/v1/big", {"t": "small"}).status == 201  # writes go on
