@@ -434,21 +434,34 @@ ssize_t io_pwrite(int fd, const void *p, size_t n, off_t off, const char *what)
     return ret;
 }
 
+/*
+ * A sync covers what was written when it began, no more: bytes written
+ * while it runs (the delay of a slow disk, or the real call) may miss it. So
+ * the size is taken when it starts, and 'mu' is not held while it runs:
+ * writes go on meanwhile, as they do on a real disk.
+ */
 static int sync_fd(int fd, bool data_only, const char *what)
 {
-    slow(what);
-    if (!active)
+    if (!active) {
+        slow(what);
         return (data_only ? fdatasync(fd) : fsync(fd)) != 0 ? -errno : 0;
+    }
+    pthread_mutex_lock(&mu);
+    struct tracked *t = tracking ? by_fd(fd) : NULL;
+    off_t started = t != NULL ? t->size : 0;
+    pthread_mutex_unlock(&mu);
+    slow(what);
+    /* a crash here, at the end of a slow sync, loses what was written during it */
     pthread_mutex_lock(&mu);
     int rc = enter(what);
-    if (rc != 0) {
-        pthread_mutex_unlock(&mu);
+    pthread_mutex_unlock(&mu);
+    if (rc != 0)
         return -rc;
-    }
     rc = (data_only ? fdatasync(fd) : fsync(fd)) != 0 ? -errno : 0;
-    struct tracked *t = tracking ? by_fd(fd) : NULL;
-    if (t != NULL && rc == 0)
-        t->durable = t->size;
+    pthread_mutex_lock(&mu);
+    t = tracking ? by_fd(fd) : NULL;
+    if (t != NULL && rc == 0 && started > t->durable)
+        t->durable = started < t->size ? started : t->size;
     pthread_mutex_unlock(&mu);
     return rc;
 }

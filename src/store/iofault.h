@@ -41,8 +41,10 @@
  *                            without doing anything; "K+" fails it and every
  *                            later one
  *   CAIRN_IO_DELAY=LABEL:USEC  a slow disk: every fsync/fdatasync whose label
- *                            starts with LABEL sleeps USEC first (no lock held)
- * The simulation serializes all calls of this layer on one mutex.
+ *                            starts with LABEL sleeps USEC (no lock held)
+ * The simulation serializes all calls of this layer on one mutex, except
+ * that a sync runs (its delay and the real call) without it: it makes
+ * durable what the file held when it began, and writes go on meanwhile.
  */
 
 #define IOFAULT_CRASH_STATUS 86
