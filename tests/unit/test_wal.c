@@ -732,6 +732,130 @@ static void test_hole_in_unsynced_tail_is_cut(void)
     free(log);
 }
 
+/* Sets the synced claim of the record at 'off' and its checksum to match. */
+static void set_claim(char *p, size_t len, size_t off, uint64_t claim)
+{
+    struct rec r;
+    CHECK(rec_decode(p + off, len - off, &r) == REC_OK);
+    rec_put_u64((unsigned char *)p + off + 16, claim);
+    uint32_t crc = crc32c(0, p + off + 4, r.len - 4);
+    for (int i = 0; i < 4; i++)
+        p[off + i] = (char)(crc >> (8 * i));
+}
+
+/* The name of the one log segment in 'dir' (n >= WAL_NAME_MAX). */
+static void only_segment(const char *dir, char *out)
+{
+    DIR *dd = opendir(dir);
+    struct dirent *e;
+    int found = 0;
+    while (dd != NULL && (e = readdir(dd)) != NULL) {
+        uint64_t first;
+        if (wal_parse_name(e->d_name, &first)) {
+            wal_segment_name(out, first);
+            found++;
+        }
+    }
+    if (dd != NULL)
+        closedir(dd);
+    CHECK(found == 1);
+}
+
+/* Starts a copy of 'src' with its segment 'seg' replaced by p[0..len); as start_log. */
+static int start_copy(const char *src, const char *seg, const char *p, size_t len, uint64_t *rev,
+                      size_t *size_after)
+{
+    char cdir[128], path[200];
+    int status;
+    struct stat st;
+    new_dir(cdir, sizeof(cdir), "copy");
+    sh("cp -r %s %s", src, cdir);
+    snprintf(path, sizeof(path), "%s/%s", cdir, seg);
+    spit(path, p, len);
+    struct durable *d = open_dir(cdir, DURABLE_SYNC_NONE, 0, &status);
+    *rev = d != NULL ? open_rev(d) : 0;
+    durable_close(d);
+    *size_after = stat(path, &st) == 0 ? (size_t)st.st_size : 0;
+    rmdir_files(cdir);
+    return status;
+}
+
+static void test_claims_after_rotation_and_restart(void)
+{
+    char dir[128], dp[160], seg[WAL_NAME_MAX], path[200];
+    size_t len, n, u, after, offs[20001] = {0};
+    uint64_t rev;
+    quick_close = true;
+
+    /* the second segment, after a snapshot: its claims count from its own header */
+    new_dir(dir, sizeof(dir), "rotated");
+    snprintf(dp, sizeof(dp), "%s.dump", dir);
+    child_synced = 50;
+    child_writes(dir, 80, 20, 77, dp);
+    child_synced = 0;
+    only_segment(dir, seg);
+    CHECK(strcmp(seg, "log.00000000000000000001") != 0);
+    snprintf(path, sizeof(path), "%s/%s", dir, seg);
+    char *log = slurp(path, &len);
+    char *work = xmalloc(len);
+    n = record_offsets(log, len, offs, 20000);
+    u = first_unsynced(log, len, offs, n);
+    CHECK(n > 40 && u > 10 && u + 10 < n);
+    memcpy(work, log, len);
+    punch(work, offs[u + 2] + 3, offs[u + 4] - 1, false); /* a hole in the unsynced tail: cut */
+    CHECK(start_copy(dir, seg, work, len, &rev, &after) == 0);
+    CHECK(rev == rev_at(log, len, offs[u + 1]) && after == offs[u + 2]);
+    memcpy(work, log, len);
+    work[offs[u / 2] + 40] ^= 0x10; /* damage in what later records claim synced: 65 */
+    CHECK(start_copy(dir, seg, work, len, &rev, &after) == EX_DATAERR && after == len);
+    /* a record that claims more than its own offset claims bytes after it too: damage */
+    memcpy(work, log, len);
+    punch(work, offs[u + 2] + 3, offs[u + 3] - 1, false);
+    set_claim(work, len, offs[u + 5], offs[u + 5] + 100);
+    CHECK(start_copy(dir, seg, work, len, &rev, &after) == EX_DATAERR && after == len);
+    free(work);
+    free(log);
+    rmdir_files(dir);
+
+    /* after a recovery cut a hole, the restart's appends claim everything before them */
+    char cdir[128];
+    log = crashed_log_synced(dir, sizeof(dir), 70, 35, &len);
+    n = record_offsets(log, len, offs, 20000);
+    u = first_unsynced(log, len, offs, n);
+    CHECK(n > 30 && u > 10 && u + 12 < n);
+    punch(log, offs[u + 2] + 3, offs[u + 3] - 1, false);
+    dir_with_log(cdir, sizeof(cdir), log, len);
+    snprintf(dp, sizeof(dp), "%s.dump", cdir);
+    child_synced = 10;
+    child_writes(cdir, 20, 0, 99, dp); /* starts (cut at the hole), 10 synced, 10 appended */
+    child_synced = 0;
+    size_t cut = offs[u + 2];
+    snprintf(path, sizeof(path), "%s/log.%020d", cdir, 1);
+    size_t len2;
+    char *log2 = slurp(path, &len2);
+    size_t offs2[20001] = {0};
+    size_t n2 = record_offsets(log2, len2, offs2, 20000);
+    size_t u2 = first_unsynced(log2, len2, offs2, n2);
+    printf("# restart: cut at record %zu, %zu records after it, the first unsynced %zu\n", u + 2,
+           n2 - u - 2, u2);
+    CHECK(offs2[u + 2] == cut && n2 > u + 2 + 12 && u2 > u + 2 + 5 && u2 + 3 < n2);
+    work = xmalloc(len2);
+    /* the record before the cut was unsynced before the restart; the restart synced it */
+    memcpy(work, log2, len2);
+    work[offs2[u + 1] + 40] ^= 0x10;
+    CHECK(start_log(work, len2, &rev, &after) == EX_DATAERR && after == len2);
+    /* a hole in what the restart appended and did not sync: cut there */
+    memcpy(work, log2, len2);
+    punch(work, offs2[u2] + 3, offs2[u2 + 1] - 1, false);
+    CHECK(start_log(work, len2, &rev, &after) == 0);
+    CHECK(rev == rev_at(log2, len2, offs2[u2 - 1]) && after == offs2[u2]);
+    free(work);
+    free(log2);
+    free(log);
+    rmdir_files(cdir);
+    quick_close = false;
+}
+
 /* Writes the file log.<first> in 'dir': 0 bytes, 20 (a torn header), or a whole header alone. */
 static void leftover_segment(const char *dir, uint64_t first, int variant)
 {
@@ -1177,6 +1301,8 @@ int main(int argc, char **argv)
          test_flipped_byte_in_middle_record_refuses},
         {"power-loss hole in the unsynced tail -> start, cut there; damage in synced data -> 65",
          test_hole_in_unsynced_tail_is_cut},
+        {"claims after a rotation, after a restart's cut; a claim past its own offset -> 65",
+         test_claims_after_rotation_and_restart},
         {"an empty segment left by a failed rotation is removed, the tail before it cut",
          test_leftover_segment_of_a_failed_rotation},
         {"leftover segments anywhere: two at once, more than 8, between real segments",
