@@ -39,6 +39,7 @@
     X(store_log_bytes, "bytes in the log segments a snapshot would free")                        \
     X(store_commit_queue, "writes waiting for their fsync")                                       \
     X(store_last_batch_writes, "writes made durable by the last group commit")                   \
+    X(store_writes_pending, "writes admitted, not yet answered: what max_pending_writes bounds")  \
     X(store_read_only, "1 after an I/O error turned the store read-only until restart")          \
     X(store_snapshot_revision, "revision of the last snapshot")                                   \
     X(store_snapshot_unix_seconds, "wall-clock time the last snapshot finished")                 \

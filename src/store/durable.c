@@ -278,15 +278,17 @@ bool durable_begin(struct durable *d)
         atomic_fetch_sub(&d->inflight, 1);
         return false;
     }
+    STATS_INC(store_writes_pending);
     return true;
 }
 
 void durable_end(struct durable *d)
 {
     atomic_fetch_sub(&d->inflight, 1);
+    STATS_DEC(store_writes_pending);
 }
 
-bool durable_busy(struct durable *d)
+bool durable_refuse_busy(struct durable *d)
 {
     if (d->o.max_pending == 0 || d->o.sync != DURABLE_SYNC_ALWAYS)
         return false;
@@ -314,6 +316,7 @@ void durable_wait(struct durable *d, uint64_t rev, void (*fn)(void *cls, int err
     w->fn = fn;
     w->cls = cls;
     atomic_fetch_add(&d->waiting, 1);
+    STATS_INC(store_writes_pending);
     pthread_mutex_lock(&d->q_mu);
     *d->q_tail = w;
     d->q_tail = &w->next;
@@ -399,6 +402,7 @@ static void *committer_main(void *arg)
             w->fn(w->cls, durable_is_durable(d, w->rev) ? 0 : err != 0 ? err : -EIO);
             free(w);
             atomic_fetch_sub(&d->waiting, 1);
+            STATS_DEC(store_writes_pending);
         }
 
         pthread_mutex_lock(&d->q_mu);
@@ -669,9 +673,9 @@ static struct mapped *add_map(struct recovery *r, const char *name)
 struct log_end {
     bool have;
     uint64_t first;
-    uint64_t valid; /* bytes of whole records (0: even the header is gone) */
-    uint64_t size;  /* bytes in the file */
-    uint64_t bytes; /* all live segments, after the cut */
+    uint64_t valid;     /* bytes of whole records (0: even the header is gone) */
+    uint64_t size;      /* bytes in the file */
+    uint64_t bytes;     /* all live segments, after the cut */
     size_t cut_records; /* valid records cut with a hole at the end (valid..size) */
     /* segments left by a failed rotation (no record, revisions replayed elsewhere): removed */
     uint64_t *leftover;
@@ -871,8 +875,7 @@ static int replay_log(struct recovery *r, const uint64_t *segs, size_t n, struct
         } else if (segs[i] <= next && !(i + 1 == n && segs[i] == next && !cut)) {
             if (end->nleftover == end->cap_leftover) {
                 end->cap_leftover = end->cap_leftover ? end->cap_leftover * 2 : 4;
-                end->leftover =
-                    xrealloc(end->leftover, end->cap_leftover * sizeof(*end->leftover));
+                end->leftover = xrealloc(end->leftover, end->cap_leftover * sizeof(*end->leftover));
             }
             end->leftover[end->nleftover++] = segs[i];
         } else {

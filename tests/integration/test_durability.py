@@ -469,6 +469,12 @@ def test_pending_writes_are_bounded_503_retry_after():
         s1 = d.stats()
         assert (s1["counters"]["store_writes_busy"] - s0["counters"]["store_writes_busy"]
                 == len(busy))
+        # the bound held: no batch larger than it plus the worker threads (checked unlocked)
+        assert 0 < s1["gauges"]["store_last_batch_writes"] <= 4 + 2, s1["gauges"]
+        # and what it counts drains back to nothing
+        assert d.wait_for(lambda: d.stats()["gauges"]["store_writes_pending"] == 0, 5), \
+            d.stats()["gauges"]
+        assert b"\ncairn_store_writes_pending 0\n" in d.get("/metrics").body
         # nothing changed: one revision per 201, and the list holds exactly those docs
         assert s1["gauges"]["store_revision"] - s0["gauges"]["store_revision"] == len(ok)
         assert sorted(x["i"] for x in d.get("/v1/q").json()) == \
