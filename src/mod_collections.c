@@ -251,7 +251,8 @@ static enum result write_reply(struct request *req, struct reply *reply, struct 
         if (res->err == -EFBIG)
             return reply_fail(reply, RES_TOO_LARGE,
                               "the write's log record would be larger than the log's record "
-                              "limit (1 GiB); nothing changed");
+                              "limit (%zu bytes); nothing changed",
+                              durable_record_max(durable));
         return reply_fail(reply, RES_UNAVAILABLE,
                           "the write could not be logged: %s; nothing changed",
                           strerror(-res->err));
@@ -313,14 +314,16 @@ static enum result do_write(struct request *req, struct reply *reply, enum store
         op.body = body;
     }
     char why[200] = "shutting down";
-    if (durable_busy(durable)) {
+    /* read-only first: a store that cannot write has no reason to say "retry later" */
+    bool ro = durable_read_only(durable, why, sizeof(why));
+    if (!ro && durable_refuse_busy(durable)) {
         json_decref(body);
         reply_header(reply, "Retry-After", "1");
         return reply_fail(reply, RES_UNAVAILABLE,
                           "too many writes are waiting for the disk (store.max_pending_writes); "
                           "nothing changed, retry later");
     }
-    if (durable_read_only(durable, why, sizeof(why)) || !durable_begin(durable)) {
+    if (ro || !durable_begin(durable)) {
         json_decref(body);
         return reply_fail(reply, RES_UNAVAILABLE, "writes are refused: %s", why);
     }

@@ -43,12 +43,15 @@
     X(store_log_bytes, "bytes in the log segments a snapshot would free")                        \
     X(store_commit_queue, "writes waiting for their fsync")                                       \
     X(store_last_batch_writes, "writes made durable by the last group commit")                   \
+    X(store_writes_pending, "writes admitted, not yet answered: what max_pending_writes bounds")  \
     X(store_read_only, "1 after an I/O error turned the store read-only until restart")          \
     X(store_snapshot_revision, "revision of the last snapshot")                                   \
     X(store_snapshot_unix_seconds, "wall-clock time the last snapshot finished")                 \
     X(store_snapshot_duration_ms, "time the last snapshot took to write")                         \
     X(store_snapshot_bytes, "size of the last snapshot file")                                     \
-    X(store_recovery_ms, "time recovery took at start (snapshot load + log replay)")
+    X(store_recovery_ms, "time recovery took at start (snapshot load + log replay)")            \
+    X(store_recovery_cut_bytes, "bytes recovery cut off the end of the log (torn tail or hole)") \
+    X(store_recovery_cut_records, "valid records recovery cut off with a hole at the log's end")
 
 /* name, help: libmicrohttpd's termination codes, in its order. */
 #define STATS_TERMINATIONS(X)                                                                     \

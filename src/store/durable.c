@@ -224,7 +224,8 @@ static int commit(void *cls, const struct store_change *ch)
     case STORE_IMPORT:
         /* the result, not the request: generated ids are in it, so replay is exact */
         r.kind = REC_IMPORT;
-        buf_init(&db, d->rec_max - 1024);
+        /* room for the record's header, name and id (the encoded record is checked below) */
+        buf_init(&db, d->rec_max > 1024 ? d->rec_max - 1024 : d->rec_max);
         if (snap_export(ch->next, &db) != 0) {
             buf_cleanup(&db);
             return -EFBIG;
@@ -238,13 +239,16 @@ static int commit(void *cls, const struct store_change *ch)
     d->enc.len = 0;
     rc = rec_encode(&d->enc, &r);
     buf_cleanup(&db);
-    if (rc != 0 || d->enc.len > d->rec_max)
-        return -EFBIG; /* the caller answers 413: this write can never be logged */
-    rc = wal_append(&d->wal, d->enc.data, d->enc.len, ch->rev, &clean);
+    bool too_big = rc != 0 || d->enc.len > d->rec_max;
+    if (!too_big)
+        rc = wal_append(&d->wal, d->enc.data, d->enc.len, ch->rev, &clean);
     if (d->enc.cap > ENC_KEEP) {
+        /* also after a record too big to log: keep no such buffer for the process's life */
         buf_cleanup(&d->enc);
         buf_init(&d->enc, SIZE_MAX);
     }
+    if (too_big)
+        return -EFBIG; /* the caller answers 413: this write can never be logged */
     if (rc != 0) {
         wal_segment_name(seg, d->wal.first);
         if (disk_full(rc) && clean) {
@@ -274,15 +278,17 @@ bool durable_begin(struct durable *d)
         atomic_fetch_sub(&d->inflight, 1);
         return false;
     }
+    STATS_INC(store_writes_pending);
     return true;
 }
 
 void durable_end(struct durable *d)
 {
     atomic_fetch_sub(&d->inflight, 1);
+    STATS_DEC(store_writes_pending);
 }
 
-bool durable_busy(struct durable *d)
+bool durable_refuse_busy(struct durable *d)
 {
     if (d->o.max_pending == 0 || d->o.sync != DURABLE_SYNC_ALWAYS)
         return false;
@@ -310,6 +316,7 @@ void durable_wait(struct durable *d, uint64_t rev, void (*fn)(void *cls, int err
     w->fn = fn;
     w->cls = cls;
     atomic_fetch_add(&d->waiting, 1);
+    STATS_INC(store_writes_pending);
     pthread_mutex_lock(&d->q_mu);
     *d->q_tail = w;
     d->q_tail = &w->next;
@@ -395,6 +402,7 @@ static void *committer_main(void *arg)
             w->fn(w->cls, durable_is_durable(d, w->rev) ? 0 : err != 0 ? err : -EIO);
             free(w);
             atomic_fetch_sub(&d->waiting, 1);
+            STATS_DEC(store_writes_pending);
         }
 
         pthread_mutex_lock(&d->q_mu);
@@ -665,12 +673,13 @@ static struct mapped *add_map(struct recovery *r, const char *name)
 struct log_end {
     bool have;
     uint64_t first;
-    uint64_t valid; /* bytes of whole records (0: even the header is gone) */
-    uint64_t size;  /* bytes in the file */
-    uint64_t bytes; /* all live segments, after the cut */
+    uint64_t valid;     /* bytes of whole records (0: even the header is gone) */
+    uint64_t size;      /* bytes in the file */
+    uint64_t bytes;     /* all live segments, after the cut */
+    size_t cut_records; /* valid records cut with a hole at the end (valid..size) */
     /* segments left by a failed rotation (no record, revisions replayed elsewhere): removed */
-    uint64_t leftover[8];
-    size_t nleftover;
+    uint64_t *leftover;
+    size_t nleftover, cap_leftover;
 };
 
 /* A segment header's length: a segment no longer than this holds no record. */
@@ -770,7 +779,9 @@ static int replay_segment(struct recovery *r, uint64_t first, bool last, struct 
         size_t next = rec_find_next(m->p, m->len, off + 1, from, from + (UINT64_C(1) << 40));
         if (last && next == SIZE_MAX) {
             log_warn("%s/%s: offset %zu: %s record at the end of the log (%zu bytes): cut off; "
-                     "it was never acknowledged",
+                     "a torn write was never acknowledged, but if this is damage it may be a "
+                     "write acknowledged by the last group commit (sync = always) or before "
+                     "its fsync (periodic, none)",
                      r->d->dir, name, off, rec_status_str(st), m->len - off);
             break;
         }
@@ -787,9 +798,13 @@ static int replay_segment(struct recovery *r, uint64_t first, bool last, struct 
             if (claim <= off) {
                 log_warn("%s/%s: offset %zu: %s record followed by %zu bytes holding %zu valid "
                          "records, none of them written after offset %zu was on stable storage: "
-                         "a hole left by a power loss in the unsynced end of the log; cut off "
-                         "from offset %zu, none of it was acknowledged",
+                         "a hole left by a power loss in the unsynced end of the log, or damage "
+                         "in the last group commit; cut off from offset %zu. A hole holds no "
+                         "acknowledged write; damage may include writes acknowledged by the "
+                         "last group commit (sync = always) or before their fsync (periodic, "
+                         "none)",
                          r->d->dir, name, off, rec_status_str(st), m->len - off, count, off, off);
+                end->cut_records = count;
                 break;
             }
             snprintf(r->err, sizeof(r->err),
@@ -830,36 +845,46 @@ static uint64_t segment_size(int dirfd, uint64_t first)
 }
 
 /*
- * Replays the segments after the snapshot, segs[0..n). Segments at the end
- * that hold no record (empty, a torn header, a header alone) are set aside
- * first: a rotation that failed after creating one left it behind and the
- * appends went on in the segment before, whose unsynced end (torn, or with
- * holes) is then the log's end. After the replay, such a segment is the
- * place to append if it starts right after the last revision, and a
- * leftover to remove if the revisions it would start at are already in the
- * log. Returns 0 or -1 ('err').
+ * Replays the segments after the snapshot, segs[0..n). A segment that holds
+ * no record (empty, a torn header, a header alone) is what a rotation leaves
+ * when it fails, or is killed, after creating the file: the appends went on
+ * in the segment before, whose unsynced end (torn, or with holes) may then
+ * be the log's end. Wherever such a segment sits, if it starts at or before
+ * the next revision it holds nothing the log needs: a leftover, removed
+ * after the replay; except that the final segment, starting right after the
+ * last revision of a log that was not cut, is the place to append. The last
+ * segment that holds records is replayed as the log's end. Returns 0 or -1
+ * ('err').
  */
 static int replay_log(struct recovery *r, const uint64_t *segs, size_t n, struct log_end *end)
 {
-    size_t real = n;
-    while (real > 0 && segment_size(r->d->dirfd, segs[real - 1]) <= LOG_HEADER_LEN)
-        real--;
-    for (size_t i = 0; i < real; i++)
-        if (replay_segment(r, segs[i], i + 1 == real, end) != 0)
-            return -1;
-    for (size_t i = real; i < n; i++) {
-        uint64_t at = loader_rev(r->l);
-        bool cut = end->have && end->valid < end->size;
-        if ((segs[i] <= at || (segs[i] == at + 1 && cut)) &&
-            end->nleftover < sizeof(end->leftover) / sizeof(end->leftover[0])) {
-            end->leftover[end->nleftover++] = segs[i];
-            continue;
-        }
-        /* the segment to append to, or a gap that replay_segment reports */
-        if (replay_segment(r, segs[i], i + 1 == n, end) != 0)
-            return -1;
+    size_t last_real = SIZE_MAX;
+    bool *empty = xcalloc(n ? n : 1, sizeof(*empty));
+    int rc = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        empty[i] = segment_size(r->d->dirfd, segs[i]) <= LOG_HEADER_LEN;
+        if (!empty[i])
+            last_real = i;
     }
-    return 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        uint64_t next = loader_rev(r->l) + 1;
+        bool cut = end->have && end->valid < end->size;
+        if (!empty[i]) {
+            rc = replay_segment(r, segs[i], i == last_real, end);
+        } else if (segs[i] <= next && !(i + 1 == n && segs[i] == next && !cut)) {
+            if (end->nleftover == end->cap_leftover) {
+                end->cap_leftover = end->cap_leftover ? end->cap_leftover * 2 : 4;
+                end->leftover = xrealloc(end->leftover, end->cap_leftover * sizeof(*end->leftover));
+            }
+            end->leftover[end->nleftover++] = segs[i];
+        } else {
+            /* the segment to append to, or a gap that replay_segment reports */
+            rc = replay_segment(r, segs[i], i + 1 == n, end);
+        }
+    }
+    free(empty);
+    return rc;
 }
 
 static int recover(struct durable *d, struct snap **out, struct log_end *end, uint64_t *snap_rev)
@@ -1090,17 +1115,17 @@ int durable_open(const struct durable_opts *o, struct durable **out)
         char name[WAL_NAME_MAX];
         wal_segment_name(name, end.leftover[i]);
         log_warn("%s/%s: a log segment holding no record, left by a failed rotation (its "
-                 "revisions are in the segment before it): removed",
+                 "revisions are in other segments): removed",
                  d->dir, name);
         rc = io_unlinkat(d->dirfd, name, "log-unlink");
-        if (rc == 0 && i + 1 == end.nleftover)
-            rc = io_fsync_dir(d->dirfd, "log-unlink-dirsync");
         if (rc != 0) {
             log_err("%s/%s: cannot remove: %s", d->dir, name, errstr(rc, ebuf, sizeof(ebuf)));
             status = EX_IOERR;
             goto fail;
         }
     }
+    free(end.leftover);
+    end.leftover = NULL;
     /*
      * The appender: continue the last segment, cut after its last whole
      * record. Synced either way: the records appended next claim all of it
@@ -1127,6 +1152,18 @@ int durable_open(const struct durable_opts *o, struct durable **out)
                 goto fail;
             }
         }
+        /*
+         * And the directory: a process killed between creating a segment
+         * and the directory fsync leaves one whose entry may not be durable
+         * (a record-less segment that becomes the append target here), and
+         * the removals above must be durable before anything is appended.
+         */
+        rc = io_fsync_dir(d->dirfd, "recover-dirsync");
+        if (rc != 0) {
+            log_err("%s: cannot sync the directory: %s", d->dir, errstr(rc, ebuf, sizeof(ebuf)));
+            status = EX_IOERR;
+            goto fail;
+        }
         rc = wal_open(&d->wal, d->dirfd, end.first, end.valid, rev, end.bytes);
     } else {
         rc = wal_create(&d->wal, d->dirfd, rev + 1, rev, 0);
@@ -1140,6 +1177,8 @@ int durable_open(const struct durable_opts *o, struct durable **out)
 
     uint64_t usec = now_usec() - t0;
     STATS_SET(store_recovery_ms, usec / 1000);
+    STATS_SET(store_recovery_cut_bytes, end.have ? end.size - end.valid : 0);
+    STATS_SET(store_recovery_cut_records, end.have ? end.cut_records : 0);
     STATS_SET(store_revision, rev);
     STATS_SET(store_durable_revision, rev);
     STATS_SET(store_snapshot_revision, snap_rev);
@@ -1179,8 +1218,14 @@ int durable_open(const struct durable_opts *o, struct durable **out)
     return 0;
 
 fail:
+    free(end.leftover);
     free_durable(d);
     return status;
+}
+
+size_t durable_record_max(const struct durable *d)
+{
+    return d->rec_max;
 }
 
 struct store *durable_store(struct durable *d)

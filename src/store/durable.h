@@ -58,6 +58,9 @@ int durable_open(const struct durable_opts *o, struct durable **out);
 /* Borrowed: the store. Valid until durable_close. */
 struct store *durable_store(struct durable *d);
 
+/* The largest log record a write may make (bytes); a bigger one is refused with -EFBIG. */
+size_t durable_record_max(const struct durable *d);
+
 /*
  * Brackets one write: durable_begin() before store_write (false: closing,
  * refuse the write with 503), then exactly one of durable_end() or
@@ -68,13 +71,14 @@ bool durable_begin(struct durable *d);
 void durable_end(struct durable *d);
 
 /*
- * True when 'max_pending' writes already wait for the committer (queued for
- * their fsync, or between durable_begin and durable_wait): refuse the write
- * with 503 + Retry-After before store_write, so it changes nothing. Counted
- * in store_writes_busy. Checked without a lock: the bound may be passed by
- * the number of worker threads.
+ * Counts the write as refused (store_writes_busy) and returns true when
+ * 'max_pending' writes already wait for the committer (queued for their
+ * fsync, or between durable_begin and durable_wait): the caller answers 503
+ * + Retry-After before store_write, so it changes nothing. Checked without a
+ * lock: the bound may be passed by the number of worker threads. The
+ * store_writes_pending gauge shows the count it bounds.
  */
-bool durable_busy(struct durable *d);
+bool durable_refuse_busy(struct durable *d);
 
 /* True when a writer must wait for its revision (sync = always). */
 bool durable_must_wait(const struct durable *d);

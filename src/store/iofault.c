@@ -77,6 +77,7 @@ int io_close(int fd)
 
 #else /* CAIRN_FAULTS: the power-loss simulation */
 
+#include <dirent.h>
 #include <pthread.h>
 
 #define MAX_FILES 64
@@ -120,6 +121,27 @@ static struct dirop ops[MAX_DIROPS];
 static size_t nops;
 static unsigned trash_seq;
 
+static void add_op(enum dirop_kind kind, const char *a, const char *b, const char *replaced);
+
+/*
+ * CAIRN_CRASH_DIR_UNSYNCED: the run before was killed before its directory
+ * fsync, so the entries of the log segments already there are not durable
+ * yet: a crash before this run's first directory fsync removes them.
+ */
+static void old_entries_unsynced(int dirfd)
+{
+    int dfd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *dir = dfd >= 0 ? fdopendir(dfd) : NULL;
+    struct dirent *e;
+
+    if (dir == NULL)
+        panic("iofault: cannot list the data directory: %s", strerror(errno));
+    while ((e = readdir(dir)) != NULL)
+        if (strncmp(e->d_name, "log.", 4) == 0)
+            add_op(OP_CREATE, e->d_name, NULL, NULL);
+    closedir(dir);
+}
+
 static int parse_errno(const char *s)
 {
     if (strcmp(s, "ENOSPC") == 0)
@@ -150,6 +172,9 @@ void io_init(int dirfd)
         crash_label_k = colon ? strtoull(colon + 1, NULL, 10) : 1;
         tracking = active = true;
     }
+    if (tracking && (s = getenv("CAIRN_CRASH_DIR_UNSYNCED")) != NULL && *s != '\0' &&
+        strcmp(s, "0") != 0)
+        old_entries_unsynced(dirfd);
     if ((s = getenv("CAIRN_CRASH_KEEP")) != NULL && strcmp(s, "random") == 0)
         keep_random = true;
     if (s != NULL && strcmp(s, "pages") == 0)
@@ -409,21 +434,34 @@ ssize_t io_pwrite(int fd, const void *p, size_t n, off_t off, const char *what)
     return ret;
 }
 
+/*
+ * A sync covers what was written when it began, no more: bytes written
+ * while it runs (the delay of a slow disk, or the real call) may miss it. So
+ * the size is taken when it starts, and 'mu' is not held while it runs:
+ * writes go on meanwhile, as they do on a real disk.
+ */
 static int sync_fd(int fd, bool data_only, const char *what)
 {
-    slow(what);
-    if (!active)
+    if (!active) {
+        slow(what);
         return (data_only ? fdatasync(fd) : fsync(fd)) != 0 ? -errno : 0;
+    }
+    pthread_mutex_lock(&mu);
+    struct tracked *t = tracking ? by_fd(fd) : NULL;
+    off_t started = t != NULL ? t->size : 0;
+    pthread_mutex_unlock(&mu);
+    slow(what);
+    /* a crash here, at the end of a slow sync, loses what was written during it */
     pthread_mutex_lock(&mu);
     int rc = enter(what);
-    if (rc != 0) {
-        pthread_mutex_unlock(&mu);
+    pthread_mutex_unlock(&mu);
+    if (rc != 0)
         return -rc;
-    }
     rc = (data_only ? fdatasync(fd) : fsync(fd)) != 0 ? -errno : 0;
-    struct tracked *t = tracking ? by_fd(fd) : NULL;
-    if (t != NULL && rc == 0)
-        t->durable = t->size;
+    pthread_mutex_lock(&mu);
+    t = tracking ? by_fd(fd) : NULL;
+    if (t != NULL && rc == 0 && started > t->durable)
+        t->durable = started < t->size ? started : t->size;
     pthread_mutex_unlock(&mu);
     return rc;
 }

@@ -31,13 +31,20 @@
  *                            4 KiB page independently reached the disk or
  *                            reads as zeros or stale bytes: holes with valid
  *                            pages after them, not only a shorter suffix
+ *   CAIRN_CRASH_DIR_UNSYNCED=1 the entries of the log segments already in the
+ *                            directory are not durable yet (the run before
+ *                            was killed before its directory fsync): the
+ *                            crash removes them unless a directory fsync
+ *                            came first
  *   CAIRN_IO_FAIL=LABEL:K:ERR  the Kth call whose label starts with LABEL fails
  *                            with errno ERR (a number or ENOSPC/EIO/EROFS)
  *                            without doing anything; "K+" fails it and every
  *                            later one
  *   CAIRN_IO_DELAY=LABEL:USEC  a slow disk: every fsync/fdatasync whose label
- *                            starts with LABEL sleeps USEC first (no lock held)
- * The simulation serializes all calls of this layer on one mutex.
+ *                            starts with LABEL sleeps USEC (no lock held)
+ * The simulation serializes all calls of this layer on one mutex, except
+ * that a sync runs (its delay and the real call) without it: it makes
+ * durable what the file held when it began, and writes go on meanwhile.
  */
 
 #define IOFAULT_CRASH_STATUS 86

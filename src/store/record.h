@@ -15,7 +15,8 @@
  *        0     4  crc       CRC32C (Castagnoli) of bytes [4, len)
  *        4     4  len       total length in bytes, header included: 32 .. REC_MAX
  *        8     8  rev       global revision (log: of the write; snapshot: of the doc or collection)
- *       16     8  aux       log: 0; snapshot: the doc's seq or the collection's next seq
+ *       16     8  aux       log: the synced claim (wal.h; 0 in format 1); snapshot: the
+ *                           doc's seq or the collection's next seq
  *       24     1  kind      enum rec_kind
  *       25     1  flags     REC_F_INT_ID: the doc's "id" is a JSON integer
  *       26     2  name_len  collection or resource name, 0..64 bytes

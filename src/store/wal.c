@@ -157,11 +157,17 @@ int wal_append(struct wal *w, const void *p, size_t n, uint64_t rev, bool *clean
     return 0;
 }
 
-int wal_sync(struct wal *w, uint64_t *synced)
+/*
+ * fdatasync of the current segment under fd_lock, so this sync and another
+ * never wait on the same writeback error where only one of them would be
+ * told. On success the synced claim advances to what was appended before
+ * the sync began, and *rev is the last revision appended by then.
+ */
+static int sync_segment(struct wal *w, uint64_t *rev)
 {
     pthread_mutex_lock(&w->fd_lock);
     /* every record up to this revision was written to this fd (older segments were synced) */
-    uint64_t rev = atomic_load_explicit(&w->last_rev, memory_order_acquire);
+    *rev = atomic_load_explicit(&w->last_rev, memory_order_acquire);
     /* and every byte up to here (appended before last_rev was stored) */
     uint64_t end = atomic_load_explicit(&w->appended, memory_order_acquire);
     int rc = w->sync_failed ? -EIO : io_fdatasync(w->fd, "log-sync");
@@ -170,6 +176,13 @@ int wal_sync(struct wal *w, uint64_t *synced)
     else if (end > atomic_load(&w->synced_end))
         atomic_store(&w->synced_end, end);
     pthread_mutex_unlock(&w->fd_lock);
+    return rc;
+}
+
+int wal_sync(struct wal *w, uint64_t *synced)
+{
+    uint64_t rev;
+    int rc = sync_segment(w, &rev);
     if (rc == 0)
         *synced = rev;
     return rc;
@@ -185,14 +198,11 @@ int wal_rotate(struct wal *w, uint64_t first)
               (uint64_t)atomic_load(&w->last_rev));
     /*
      * The old segment must be durable before anything lands in the new one.
-     * Under fd_lock, so this sync and the committer's never wait on the same
-     * writeback error where only one of them would be told.
+     * The claim advances too: if the new segment cannot be created, the
+     * appends go on in this one and their records report this sync.
      */
-    pthread_mutex_lock(&w->fd_lock);
-    rc = w->sync_failed ? -EIO : io_fdatasync(w->fd, "log-sync");
-    if (rc != 0)
-        w->sync_failed = true;
-    pthread_mutex_unlock(&w->fd_lock);
+    uint64_t synced_rev;
+    rc = sync_segment(w, &synced_rev);
     if (rc != 0)
         return rc;
     fd = create_segment(w->dirfd, first, &end);

@@ -41,8 +41,9 @@ struct wal {
     _Atomic uint64_t appended; /* = end, for the syncing thread */
     /*
      * Bytes of the current segment known to be on stable storage: the
-     * 'appended' of the last fdatasync that succeeded (the header's end for a
-     * new segment). Every record appended carries it (wal_synced_end).
+     * 'appended' of the last fdatasync that succeeded, the committer's or a
+     * rotation's (the header's end for a new segment). Every record appended
+     * carries it (wal_synced_end).
      */
     _Atomic uint64_t synced_end;
     _Atomic uint64_t last_rev; /* revision of the last record appended */

@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import stat
+import struct
 import threading
 import time
 import http.client
@@ -381,6 +382,37 @@ def test_eio_on_the_snapshot_rotation_sync_is_fail_stop():
         d.cleanup()
 
 
+def test_failed_rotation_sync_advances_the_claim():
+    """The rotation before a snapshot fdatasyncs the old segment. When the new segment then
+    cannot be made (disk full on the directory fsync) the appends go on in the old one, and
+    their records claim what that fdatasync covered (with sync = none nothing else syncs)."""
+    d = cairn.Daemon(binary=cairn.FAULTS_BINARY,
+                     settings={"store.sync": "none", "log_level": "info"},
+                     env={"CAIRN_IO_FAIL": "log-create-dirsync:2:ENOSPC"}, start=False)
+    try:
+        d.start()
+        for i in range(5):
+            assert d.request("POST", "/v1/r", {"i": i}).status == 201
+        seg = du.segments(d.data_dir)[-1]
+        synced = os.path.getsize(seg)
+        r = d.request("POST", "/v1/_admin/snapshot")
+        assert r.status == 507, r
+        assert du.segments(d.data_dir) == [seg]
+        for i in range(3):
+            assert d.request("POST", "/v1/r", {"i": "after %d" % i}).status == 201
+        d.stop(signal.SIGKILL)
+        offs, size = du.record_offsets(seg)
+        with open(seg, "rb") as f:
+            data = f.read()
+        after = [off for off in offs if off >= synced]
+        assert len(after) == 3, (offs, synced)
+        for off in after:
+            (claim,) = struct.unpack_from("<Q", data, off + 16)
+            assert claim == synced, (off, claim, synced)
+    finally:
+        d.cleanup()
+
+
 def test_oversized_record_is_413_and_changes_nothing():
     """A write whose log record would pass the record limit can never be logged: 413, not
     the 503 of a failing disk. The FAULTS build's CAIRN_RECORD_MAX lowers the 1 GiB limit."""
@@ -394,6 +426,7 @@ def test_oversized_record_is_413_and_changes_nothing():
             r = d.request(method, path, {"t": "x" * 3000})
             doc = cairn.problem(r, 413)
             assert "record limit" in doc["detail"] and "nothing changed" in doc["detail"], doc
+            assert "(2048 bytes)" in doc["detail"], doc  # the limit in force, not the default
         assert d.stats()["gauges"]["store_revision"] == rev
         assert d.get("/v1/big/1").json()["t"] == "x" * 100
         assert d.request("POST", "/v1/big", {"t": "small"}).status == 201  # writes go on
@@ -436,6 +469,12 @@ def test_pending_writes_are_bounded_503_retry_after():
         s1 = d.stats()
         assert (s1["counters"]["store_writes_busy"] - s0["counters"]["store_writes_busy"]
                 == len(busy))
+        # the bound held: no batch larger than it plus the worker threads (checked unlocked)
+        assert 0 < s1["gauges"]["store_last_batch_writes"] <= 4 + 2, s1["gauges"]
+        # and what it counts drains back to nothing
+        assert d.wait_for(lambda: d.stats()["gauges"]["store_writes_pending"] == 0, 5), \
+            d.stats()["gauges"]
+        assert b"\ncairn_store_writes_pending 0\n" in d.get("/metrics").body
         # nothing changed: one revision per 201, and the list holds exactly those docs
         assert s1["gauges"]["store_revision"] - s0["gauges"]["store_revision"] == len(ok)
         assert sorted(x["i"] for x in d.get("/v1/q").json()) == \

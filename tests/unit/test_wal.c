@@ -707,6 +707,9 @@ static void test_hole_in_unsynced_tail_is_cut(void)
             CHECK(start_log(work, len, &rev, &after) == 0);
             CHECK(rev == rev_at(log, len, offs[holes[h][0] - 1])); /* the writes before it */
             CHECK(after == from);                                  /* cut at the hole */
+            /* counted: the bytes and the valid records after the hole went with it */
+            CHECK(STATS_GET(store_recovery_cut_bytes) == len - from);
+            CHECK(STATS_GET(store_recovery_cut_records) == n - holes[h][1]);
         }
     }
     /* damage in what later records show was synced: 65, whatever follows */
@@ -727,6 +730,130 @@ static void test_hole_in_unsynced_tail_is_cut(void)
     quick_close = false;
     free(work);
     free(log);
+}
+
+/* Sets the synced claim of the record at 'off' and its checksum to match. */
+static void set_claim(char *p, size_t len, size_t off, uint64_t claim)
+{
+    struct rec r;
+    CHECK(rec_decode(p + off, len - off, &r) == REC_OK);
+    rec_put_u64((unsigned char *)p + off + 16, claim);
+    uint32_t crc = crc32c(0, p + off + 4, r.len - 4);
+    for (int i = 0; i < 4; i++)
+        p[off + i] = (char)(crc >> (8 * i));
+}
+
+/* The name of the one log segment in 'dir' (n >= WAL_NAME_MAX). */
+static void only_segment(const char *dir, char *out)
+{
+    DIR *dd = opendir(dir);
+    struct dirent *e;
+    int found = 0;
+    while (dd != NULL && (e = readdir(dd)) != NULL) {
+        uint64_t first;
+        if (wal_parse_name(e->d_name, &first)) {
+            wal_segment_name(out, first);
+            found++;
+        }
+    }
+    if (dd != NULL)
+        closedir(dd);
+    CHECK(found == 1);
+}
+
+/* Starts a copy of 'src' with its segment 'seg' replaced by p[0..len); as start_log. */
+static int start_copy(const char *src, const char *seg, const char *p, size_t len, uint64_t *rev,
+                      size_t *size_after)
+{
+    char cdir[128], path[200];
+    int status;
+    struct stat st;
+    new_dir(cdir, sizeof(cdir), "copy");
+    sh("cp -r %s %s", src, cdir);
+    snprintf(path, sizeof(path), "%s/%s", cdir, seg);
+    spit(path, p, len);
+    struct durable *d = open_dir(cdir, DURABLE_SYNC_NONE, 0, &status);
+    *rev = d != NULL ? open_rev(d) : 0;
+    durable_close(d);
+    *size_after = stat(path, &st) == 0 ? (size_t)st.st_size : 0;
+    rmdir_files(cdir);
+    return status;
+}
+
+static void test_claims_after_rotation_and_restart(void)
+{
+    char dir[128], dp[160], seg[WAL_NAME_MAX], path[200];
+    size_t len, n, u, after, offs[20001] = {0};
+    uint64_t rev;
+    quick_close = true;
+
+    /* the second segment, after a snapshot: its claims count from its own header */
+    new_dir(dir, sizeof(dir), "rotated");
+    snprintf(dp, sizeof(dp), "%s.dump", dir);
+    child_synced = 50;
+    child_writes(dir, 80, 20, 77, dp);
+    child_synced = 0;
+    only_segment(dir, seg);
+    CHECK(strcmp(seg, "log.00000000000000000001") != 0);
+    snprintf(path, sizeof(path), "%s/%s", dir, seg);
+    char *log = slurp(path, &len);
+    char *work = xmalloc(len);
+    n = record_offsets(log, len, offs, 20000);
+    u = first_unsynced(log, len, offs, n);
+    CHECK(n > 40 && u > 10 && u + 10 < n);
+    memcpy(work, log, len);
+    punch(work, offs[u + 2] + 3, offs[u + 4] - 1, false); /* a hole in the unsynced tail: cut */
+    CHECK(start_copy(dir, seg, work, len, &rev, &after) == 0);
+    CHECK(rev == rev_at(log, len, offs[u + 1]) && after == offs[u + 2]);
+    memcpy(work, log, len);
+    work[offs[u / 2] + 40] ^= 0x10; /* damage in what later records claim synced: 65 */
+    CHECK(start_copy(dir, seg, work, len, &rev, &after) == EX_DATAERR && after == len);
+    /* a record that claims more than its own offset claims bytes after it too: damage */
+    memcpy(work, log, len);
+    punch(work, offs[u + 2] + 3, offs[u + 3] - 1, false);
+    set_claim(work, len, offs[u + 5], offs[u + 5] + 100);
+    CHECK(start_copy(dir, seg, work, len, &rev, &after) == EX_DATAERR && after == len);
+    free(work);
+    free(log);
+    rmdir_files(dir);
+
+    /* after a recovery cut a hole, the restart's appends claim everything before them */
+    char cdir[128];
+    log = crashed_log_synced(dir, sizeof(dir), 70, 35, &len);
+    n = record_offsets(log, len, offs, 20000);
+    u = first_unsynced(log, len, offs, n);
+    CHECK(n > 30 && u > 10 && u + 12 < n);
+    punch(log, offs[u + 2] + 3, offs[u + 3] - 1, false);
+    dir_with_log(cdir, sizeof(cdir), log, len);
+    snprintf(dp, sizeof(dp), "%s.dump", cdir);
+    child_synced = 10;
+    child_writes(cdir, 20, 0, 99, dp); /* starts (cut at the hole), 10 synced, 10 appended */
+    child_synced = 0;
+    size_t cut = offs[u + 2];
+    snprintf(path, sizeof(path), "%s/log.%020d", cdir, 1);
+    size_t len2;
+    char *log2 = slurp(path, &len2);
+    size_t offs2[20001] = {0};
+    size_t n2 = record_offsets(log2, len2, offs2, 20000);
+    size_t u2 = first_unsynced(log2, len2, offs2, n2);
+    printf("# restart: cut at record %zu, %zu records after it, the first unsynced %zu\n", u + 2,
+           n2 - u - 2, u2);
+    CHECK(offs2[u + 2] == cut && n2 > u + 2 + 12 && u2 > u + 2 + 5 && u2 + 3 < n2);
+    work = xmalloc(len2);
+    /* the record before the cut was unsynced before the restart; the restart synced it */
+    memcpy(work, log2, len2);
+    work[offs2[u + 1] + 40] ^= 0x10;
+    CHECK(start_log(work, len2, &rev, &after) == EX_DATAERR && after == len2);
+    /* a hole in what the restart appended and did not sync: cut there */
+    memcpy(work, log2, len2);
+    punch(work, offs2[u2] + 3, offs2[u2 + 1] - 1, false);
+    CHECK(start_log(work, len2, &rev, &after) == 0);
+    CHECK(rev == rev_at(log2, len2, offs2[u2 - 1]) && after == offs2[u2]);
+    free(work);
+    free(log2);
+    free(log);
+    rmdir_files(cdir);
+    quick_close = false;
 }
 
 /* Writes the file log.<first> in 'dir': 0 bytes, 20 (a torn header), or a whole header alone. */
@@ -795,6 +922,98 @@ static void test_leftover_segment_of_a_failed_rotation(void)
     }
     quick_close = false;
     free(work);
+    free(log);
+}
+
+/*
+ * Opens 'cdir' and checks: it starts at revision 'want', log.1 is 'log1_size'
+ * bytes, none of leftovers[0..nleft) is there; a write then gets want + 1 and
+ * a second start sees it.
+ */
+static void check_leftovers(const char *cdir, uint64_t want, size_t log1_size,
+                            const uint64_t *leftovers, size_t nleft)
+{
+    char path[200];
+    struct stat st;
+    int status;
+    struct durable *d = open_dir(cdir, DURABLE_SYNC_NONE, 0, &status);
+    CHECK(status == 0 && d != NULL);
+    CHECK(d == NULL || open_rev(d) == want);
+    snprintf(path, sizeof(path), "%s/log.%020d", cdir, 1);
+    CHECK(stat(path, &st) == 0 && (size_t)st.st_size == log1_size);
+    for (size_t i = 0; i < nleft; i++) {
+        snprintf(path, sizeof(path), "%s/log.%020" PRIu64, cdir, leftovers[i]);
+        CHECK(stat(path, &st) != 0); /* removed */
+    }
+    if (d != NULL) {
+        struct store_op op = {.kind = STORE_POST, .name = "after"};
+        struct store_res res;
+        json_t *j = J("{\"x\":1}");
+        op.body = j;
+        store_write(durable_store(d), &op, &res);
+        CHECK(res.code == STORE_CREATED && res.rev == want + 1);
+        store_res_cleanup(&res);
+        json_decref(j);
+    }
+    durable_close(d);
+    d = open_dir(cdir, DURABLE_SYNC_NONE, 0, &status); /* and again: clean */
+    CHECK(status == 0 && d != NULL && (d == NULL || open_rev(d) == want + 1));
+    durable_close(d);
+}
+
+static void test_leftover_segments_anywhere(void)
+{
+    char dir[128], cdir[128], path[200];
+    size_t len, offs[20000] = {0};
+    char *log = crashed_log_synced(dir, sizeof(dir), 70, 35, &len);
+    size_t n = record_offsets(log, len, offs, 20000);
+    CHECK(n > 30);
+    uint64_t last = rev_at(log, len, offs[n - 1]);
+    uint64_t left[12];
+    quick_close = true;
+    for (int variant = 0; variant < 3; variant++) {
+        /* two at once: one inside the log, one right after it that becomes the append target */
+        dir_with_log(cdir, sizeof(cdir), log, len);
+        left[0] = rev_at(log, len, offs[n / 3]) + 1;
+        leftover_segment(cdir, left[0], variant);
+        leftover_segment(cdir, last + 1, variant);
+        check_leftovers(cdir, last, len, left, 1);
+        snprintf(path, sizeof(path), "%s/log.%020" PRIu64, cdir, last + 1);
+        struct stat st;
+        CHECK(stat(path, &st) == 0 && st.st_size > 0); /* the append target: it holds the write */
+        rmdir_files(cdir);
+
+        /* more than 8 of them, and a torn last record: cut off all the same */
+        dir_with_log(cdir, sizeof(cdir), log, len - 3);
+        for (size_t i = 0; i < 12; i++) {
+            left[i] = rev_at(log, len, offs[2 + i * 2]) + 1;
+            leftover_segment(cdir, left[i], variant);
+        }
+        check_leftovers(cdir, rev_at(log, len, offs[n - 2]), offs[n - 1], left, 12);
+        rmdir_files(cdir);
+
+        /* between two segments that hold records: log.1 = records 1..k, log.<k+1> the rest */
+        size_t k = n / 2;
+        uint64_t second = rev_at(log, len, offs[k - 1]) + 1;
+        CHECK(rev_at(log, len, offs[k]) == second);
+        dir_with_log(cdir, sizeof(cdir), log, offs[k]);
+        leftover_segment(cdir, second, 2);
+        snprintf(path, sizeof(path), "%s/log.%020" PRIu64, cdir, second);
+        size_t hl;
+        char *seg = slurp(path, &hl);
+        struct buf b;
+        buf_init(&b, SIZE_MAX);
+        buf_append(&b, seg, hl);
+        buf_append(&b, log + offs[k], len - offs[k]);
+        spit(path, b.data, b.len);
+        buf_cleanup(&b);
+        free(seg);
+        left[0] = rev_at(log, len, offs[k / 2]) + 1;
+        leftover_segment(cdir, left[0], variant);
+        check_leftovers(cdir, last, offs[k], left, 1);
+        rmdir_files(cdir);
+    }
+    quick_close = false;
     free(log);
 }
 
@@ -1082,8 +1301,12 @@ int main(int argc, char **argv)
          test_flipped_byte_in_middle_record_refuses},
         {"power-loss hole in the unsynced tail -> start, cut there; damage in synced data -> 65",
          test_hole_in_unsynced_tail_is_cut},
+        {"claims after a rotation, after a restart's cut; a claim past its own offset -> 65",
+         test_claims_after_rotation_and_restart},
         {"an empty segment left by a failed rotation is removed, the tail before it cut",
          test_leftover_segment_of_a_failed_rotation},
+        {"leftover segments anywhere: two at once, more than 8, between real segments",
+         test_leftover_segments_anywhere},
         {"replayed keys: canonical integer ids and valid string ids only",
          test_replayed_keys_are_checked},
         {"--recover-truncate drops a damaged middle record and leaves a clean dir",
