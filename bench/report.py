@@ -329,6 +329,18 @@ def main():
     else:
         md.append("Not run in this run.")
         md.append("")
+    md.append("### Durable writes: group commit (store.sync = always)")
+    md.append("")
+    dur = os.path.join(d, "durability.md")
+    if os.path.exists(dur):
+        md.append("`tests/integration/durability_bench.py` (wrk POSTs of a 75-byte doc; the raw rate is "
+                  "one thread appending 128 bytes + `fdatasync` on the same file system, in the same "
+                  "run; target: 64 writers at least 10x one writer).")
+        md.append("")
+        md.extend(open(dur).read().rstrip().splitlines())
+    else:
+        md.append("Not run in this run.")
+    md.append("")
     text = "\n".join(md)
     print(text)
 

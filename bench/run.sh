@@ -5,7 +5,8 @@
 #
 #   bench/run.sh [--quick] [--no-doc]
 #
-# Phases (each can be skipped: SKIP_MATRIX=1 SKIP_SCALE=1 SKIP_CALLGRIND=1):
+# Phases (each can be skipped: SKIP_MATRIX=1 SKIP_SCALE=1 SKIP_CALLGRIND=1
+# SKIP_DURABILITY=1):
 #   1. matrix    scenarios S1..S7 x peers, REPS repetitions interleaved: for
 #                each repetition, for each scenario, for each peer (the peer
 #                order rotates between repetitions): start the server pinned to
@@ -17,12 +18,17 @@
 #                RSS idle and under load, GET-by-id p50 at 64 and at 1 connection.
 #   3. callgrind instructions per request for fixed batches of S1 and S2
 #                requests (bench/callgrind_client.py), machine-noise free.
-#   4. report    bench/report.py: medians and ratios as markdown in
+#   4. durability  durable writes/s with store.sync = always at 1, 16 and 64
+#                concurrent writers, fsyncs/s and writes per fsync, beside the
+#                raw fdatasync rate of the same file system, and sync = none at
+#                64 (tests/integration/durability_bench.py, DURABILITY_SECONDS
+#                per run; not pinned: the disk is the limit, not a core).
+#   5. report    bench/report.py: medians and ratios as markdown in
 #                $OUT/summary.md and, unless --no-doc, in docs/PERFORMANCE.md
 #                (between the markers of the full or the quick section).
 #
 # Knobs (environment): REPS DURATION WARMUP SCENARIOS PEERS NICE CAIRN_THREADS
-#   SCALE_SIZES SCALE_REPS CG_REQUESTS SERVER_CPU CLIENT_CPU OUT
+#   SCALE_SIZES SCALE_REPS CG_REQUESTS DURABILITY_SECONDS SERVER_CPU CLIENT_CPU OUT
 #   CAIRN_CONF_EXTRA (lines appended to cairnd's config, e.g. 'max_header_bytes = 8192;')
 # Every server is started here and stopped by its PID (trap on exit); every
 # load loop is bounded by wrk's -d and by `timeout`; everything is on 127.0.0.1.
@@ -54,6 +60,7 @@ if [ "$MODE" = quick ]; then
     SCALE_REPS=${SCALE_REPS:-1}
     SCALE_DURATION=${SCALE_DURATION:-3}
     CG_REQUESTS=${CG_REQUESTS:-1000}
+    DURABILITY_SECONDS=${DURABILITY_SECONDS:-2}
 else
     REPS=${REPS:-3}
     DURATION=${DURATION:-10}
@@ -62,6 +69,7 @@ else
     SCALE_REPS=${SCALE_REPS:-3}
     SCALE_DURATION=${SCALE_DURATION:-5}
     CG_REQUESTS=${CG_REQUESTS:-2000}
+    DURABILITY_SECONDS=${DURABILITY_SECONDS:-5}
 fi
 # quick: Go net/http has no target of its own and is left out
 [ "$MODE" = quick ] && PEERS=${PEERS:-"cairnd nginx-mem nginx-file gin jsonserver"}
@@ -497,11 +505,24 @@ callgrind() {
     cat "$OUT/callgrind.tsv" >&2
 }
 
+# ---- 4. durability --------------------------------------------------------------
+durability() {
+    log "durability: group commit at 1/16/64 writers, ${DURABILITY_SECONDS}s each"
+    if ! CAIRND=build/cairnd TMPDIR="$WORK" timeout 600 "$PY" tests/integration/durability_bench.py \
+        "$DURABILITY_SECONDS" >"$OUT/durability.md" 2>"$OUT/durability.err"; then
+        log "durability bench failed"
+        tail -5 "$OUT/durability.err" >&2 || true
+        rm -f "$OUT/durability.md"
+        return 0
+    fi
+    cat "$OUT/durability.md" >&2
+}
+
 # ---- environment ---------------------------------------------------------------
 write_env() {
     {
         echo "date: $(date -u '+%Y-%m-%d %H:%M:%SZ')"
-        echo "command: $(env | grep -E '^(REPS|DURATION|WARMUP|SCENARIOS|PEERS|NICE|CAIRN_THREADS|CAIRN_CONF_EXTRA|SCALE_SIZES|SCALE_REPS|CG_REQUESTS)=' | tr '\n' ' ')bench/run.sh $ARGS"
+        echo "command: $(env | grep -E '^(REPS|DURATION|WARMUP|SCENARIOS|PEERS|NICE|CAIRN_THREADS|CAIRN_CONF_EXTRA|SCALE_SIZES|SCALE_REPS|CG_REQUESTS|DURABILITY_SECONDS)=' | tr '\n' ' ')bench/run.sh $ARGS"
         echo "mode: $MODE (reps $REPS, ${WARMUP}s warm-up, ${DURATION}s runs; scale reps $SCALE_REPS, ${SCALE_DURATION}s; callgrind $CG_REQUESTS requests per batch)"
         echo "host: $(uname -r), $(nproc) CPUs,$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
         echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo ?)$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (src modified)')"
@@ -522,6 +543,7 @@ cat "$OUT/env.txt" >&2
 [ -n "${SKIP_MATRIX:-}" ] || matrix
 [ -n "${SKIP_SCALE:-}" ] || scale
 [ -n "${SKIP_CALLGRIND:-}" ] || callgrind
+[ -n "${SKIP_DURABILITY:-}" ] || durability
 echo "elapsed: $(($(date +%s) - T_START)) s" >>"$OUT/env.txt"
 echo "load after: $(cat /proc/loadavg)" >>"$OUT/env.txt"
 doc_args=()

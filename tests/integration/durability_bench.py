@@ -78,8 +78,8 @@ def main():
             d.stop()
         finally:
             d.cleanup()
-    print("raw fdatasync rate of %s (append 128 B + fdatasync, 1 thread): %.0f/s; load average %s"
-          % (tmp, raw, load))
+    print("raw fdatasync rate of the data dir's file system (append 128 B + fdatasync, 1 thread): "
+          "%.0f/s; load average %s" % (raw, load))
     print()
     print("| store.sync | concurrent writers | durable writes/s | fsyncs/s | writes per fsync "
           "| p99 latency | non-2xx |")
