@@ -9,31 +9,7 @@
 #include "store/pmap.h"
 #include "util.h"
 
-static int checks_failed;
-static int cases_passed, cases_failed;
-
-/* A failed CHECK fails the current case; the first few are reported with their line. */
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            if (checks_failed++ < 20)                                                              \
-                fprintf(stderr, "  %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond);         \
-        }                                                                                          \
-    } while (0)
-
-static void run(const char *name, void (*fn)(void))
-{
-    int before = checks_failed;
-
-    fn();
-    if (checks_failed == before) {
-        cases_passed++;
-        printf("ok - %s\n", name);
-    } else {
-        cases_failed++;
-        printf("not ok - %s\n", name);
-    }
-}
+#include "check.h"
 
 /* xorshift64*: fixed seeds make every run identical. */
 static uint64_t rng_state = 0x9e3779b97f4a7c15u;
@@ -636,20 +612,23 @@ static void test_nothing_leaks(void)
     CHECK(doc_live() == 0);
 }
 
+static const struct test_case all_cases[] = {
+    {"empty map", test_empty},
+    {"random puts/deletes by id against a reference", test_random_by_id},
+    {"random puts/deletes by seq against a reference", test_random_by_seq},
+    {"replace keeps position", test_replace},
+    {"height stays within the weight-balance bound", test_balance},
+    {"an old version is unchanged after 1000 writes", test_sharing},
+    {"300 live versions each keep their contents", test_many_versions},
+    {"a write allocates O(log n) nodes at 100k", test_write_cost},
+    {"bulk build from sorted docs", test_from_sorted},
+    {"node keys: ids around the 8-byte prefix", test_node_key_prefix},
+    {"releasing every version frees every node and doc", test_nothing_leaks},
+    {NULL, NULL},
+};
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0); /* results interleave sanely with sanitizer reports */
-    run("empty map", test_empty);
-    run("random puts/deletes by id against a reference", test_random_by_id);
-    run("random puts/deletes by seq against a reference", test_random_by_seq);
-    run("replace keeps position", test_replace);
-    run("height stays within the weight-balance bound", test_balance);
-    run("an old version is unchanged after 1000 writes", test_sharing);
-    run("300 live versions each keep their contents", test_many_versions);
-    run("a write allocates O(log n) nodes at 100k", test_write_cost);
-    run("bulk build from sorted docs", test_from_sorted);
-    run("node keys: ids around the 8-byte prefix", test_node_key_prefix);
-    run("releasing every version frees every node and doc", test_nothing_leaks);
-    printf("%d passed, %d failed\n", cases_passed, cases_failed);
-    return cases_failed ? 1 : 0;
+    return run_cases(all_cases);
 }

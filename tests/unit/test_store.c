@@ -17,31 +17,7 @@
 #include "store/store.h"
 #include "util.h"
 
-static int checks_failed;
-static int cases_passed, cases_failed;
-
-/* A failed CHECK fails the current case; the first few are reported with their line. */
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            if (checks_failed++ < 30)                                                              \
-                fprintf(stderr, "  %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond);         \
-        }                                                                                          \
-    } while (0)
-
-static void run(const char *name, void (*fn)(void))
-{
-    int before = checks_failed;
-
-    fn();
-    if (checks_failed == before) {
-        cases_passed++;
-        printf("ok - %s\n", name);
-    } else {
-        cases_failed++;
-        printf("not ok - %s\n", name);
-    }
-}
+#include "check.h"
 
 /* ---- helpers ---- */
 
@@ -1624,7 +1600,7 @@ static int measure(void)
     snap_release(s);
     store_free(st2);
     store_free(st);
-    return checks_failed ? 1 : 0;
+    return check_failures ? 1 : 0;
 }
 
 /*
@@ -1710,33 +1686,36 @@ static void test_too_large_doc(void)
     store_free(st);
 }
 
+static const struct test_case all_cases[] = {
+    {"name and id validation", test_names_and_ids},
+    {"invalid operations change nothing", test_invalid_ops},
+    {"POST id rules", test_post_ids},
+    {"PUT create, replace, id checks", test_put},
+    {"RFC 7396 Appendix A through store_merge_patch", test_merge_patch_rfc},
+    {"PATCH of stored docs (RFC 7396 rows) and id protection", test_patch_docs},
+    {"DELETE", test_delete},
+    {"If-Match", test_if_match},
+    {"revisions: global, collection, document", test_revisions},
+    {"an old snapshot is unchanged by later writes", test_isolation},
+    {"insertion order, pagination helpers, listing", test_order_and_paging},
+    {"singular resources and no_create", test_singular},
+    {"name table limit", test_name_limit},
+    {"import and export of db.json", test_import_export},
+    {"commit hook: sees the next snapshot; failure changes nothing", test_commit_hook},
+    {"4 writers and 4 readers", test_threads},
+    {"take_body: the parsed body is kept, not copied", test_take_body},
+    {"documents: member index, scanner errors", test_doc_index},
+    {"PATCH of a stored doc that cannot be parsed: STORE_DAMAGED", test_damaged_doc},
+    {"a doc of 4 GiB or more: STORE_TOO_LARGE, no abort", test_too_large_doc},
+    {"the whole-list cache of a collection version", test_list_cache},
+    {"everything is freed", test_nothing_leaks},
+    {NULL, NULL},
+};
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0); /* results interleave sanely with sanitizer reports */
     if (argc > 1 && strcmp(argv[1], "--measure") == 0)
         return measure();
-    run("name and id validation", test_names_and_ids);
-    run("invalid operations change nothing", test_invalid_ops);
-    run("POST id rules", test_post_ids);
-    run("PUT create, replace, id checks", test_put);
-    run("RFC 7396 Appendix A through store_merge_patch", test_merge_patch_rfc);
-    run("PATCH of stored docs (RFC 7396 rows) and id protection", test_patch_docs);
-    run("DELETE", test_delete);
-    run("If-Match", test_if_match);
-    run("revisions: global, collection, document", test_revisions);
-    run("an old snapshot is unchanged by later writes", test_isolation);
-    run("insertion order, pagination helpers, listing", test_order_and_paging);
-    run("singular resources and no_create", test_singular);
-    run("name table limit", test_name_limit);
-    run("import and export of db.json", test_import_export);
-    run("commit hook: sees the next snapshot; failure changes nothing", test_commit_hook);
-    run("4 writers and 4 readers", test_threads);
-    run("take_body: the parsed body is kept, not copied", test_take_body);
-    run("documents: member index, scanner errors", test_doc_index);
-    run("PATCH of a stored doc that cannot be parsed: STORE_DAMAGED", test_damaged_doc);
-    run("a doc of 4 GiB or more: STORE_TOO_LARGE, no abort", test_too_large_doc);
-    run("the whole-list cache of a collection version", test_list_cache);
-    run("everything is freed", test_nothing_leaks);
-    printf("%d passed, %d failed\n", cases_passed, cases_failed);
-    return cases_failed ? 1 : 0;
+    return run_cases(all_cases);
 }
