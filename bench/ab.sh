@@ -110,6 +110,7 @@ for rep in $(seq "$REPS"); do
         case "$sc" in
         S1) c=64; args=(get /v1 "$NPOSTS") ;;
         S2) c=64; args=(path /v1 /comments) ;;
+        S6) c=64; args=(close /v1 "$NPOSTS") ;;
         S7) c=1024; args=(get /v1 "$NPOSTS") ;;
         *) log "unknown scenario $sc"; exit 64 ;;
         esac
