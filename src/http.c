@@ -171,8 +171,23 @@ static bool request_id_sane(const char *s)
 
 static void request_id_make(char *out)
 {
+    static const char hex[] = "0123456789abcdef";
     uint64_t n = atomic_fetch_add_explicit(&request_id_next, 1, memory_order_relaxed);
-    snprintf(out, REQUEST_ID_MAX + 1, "%08x%012llx", request_id_seed, (unsigned long long)n);
+    char tail[16];
+    size_t len = 0;
+
+    /* "%08x%012llx" of the seed and n, without printf (once per request) */
+    for (int i = 7; i >= 0; i--)
+        *out++ = hex[(request_id_seed >> (4 * i)) & 0xf];
+    do {
+        tail[len++] = hex[n & 0xf];
+        n >>= 4;
+    } while (n != 0);
+    for (size_t pad = len; pad < 12; pad++)
+        *out++ = '0';
+    while (len > 0)
+        *out++ = tail[--len];
+    *out = '\0';
 }
 
 /* ---- queue-once ---- */

@@ -54,7 +54,7 @@ static void release_coll(void *cls)
 static void reply_doc(struct reply *reply, struct doc *d)
 {
     reply_body_borrow(reply, d->bytes, d->len, release_doc, doc_retain(d));
-    reply_header(reply, "ETag", "\"%" PRIu64 "\"", d->rev);
+    reply_header_u64(reply, "ETag", d->rev, true);
 }
 
 /*
@@ -207,7 +207,7 @@ static enum result write_reply(struct request *req, struct reply *reply, struct 
     switch (res->code) {
     case STORE_OK:
     case STORE_CREATED:
-        reply_header(reply, "X-Revision", "%" PRIu64, res->rev);
+        reply_header_u64(reply, "X-Revision", res->rev, false);
         if (res->doc == NULL) { /* DELETE */
             reply_body_copy(reply, "{}", 2);
             return RES_OK;
@@ -229,7 +229,7 @@ static enum result write_reply(struct request *req, struct reply *reply, struct 
         return reply_fail(reply, RES_CONFLICT, "%s", res->msg);
     case STORE_PRECONDITION_FAILED:
         if (res->doc != NULL)
-            reply_header(reply, "ETag", "\"%" PRIu64 "\"", res->doc->rev);
+            reply_header_u64(reply, "ETag", res->doc->rev, true);
         return reply_fail(reply, RES_PRECONDITION_FAILED, "%s", res->msg);
     case STORE_INVALID:
         return reply_fail(reply, RES_BAD_REQUEST, "%s", res->msg);
@@ -375,7 +375,7 @@ static enum result list(struct request *req, struct reply *reply, const struct s
         /* the whole list, serialized once per collection version: sent borrowed, no copy */
         reply_body_borrow(reply, cached, cached_len, release_coll, coll_retain(c));
         reply_header(reply, "X-Total-Count", "%zu", n);
-        reply_header(reply, "X-Revision", "%" PRIu64, snap_revision(snap));
+        reply_header_u64(reply, "X-Revision", snap_revision(snap), false);
         query_free(q);
         return RES_OK;
     }
@@ -411,7 +411,7 @@ static enum result list(struct request *req, struct reply *reply, const struct s
     buf_append(&b, "]", 1);
 
     reply_header(reply, "X-Total-Count", "%zu", total);
-    reply_header(reply, "X-Revision", "%" PRIu64, snap_revision(snap));
+    reply_header_u64(reply, "X-Revision", snap_revision(snap), false);
     char *link = query_link(q, req->path, params, req->nquery, total);
     if (link != NULL) {
         reply_header(reply, "Link", "%s", link);
@@ -447,7 +447,7 @@ static enum result get_root(struct request *req, struct reply *reply)
         buf_printf(&b, ":{\"revision\":%" PRIu64 "}", d->rev);
     }
     buf_puts(&b, "}}");
-    reply_header(reply, "X-Revision", "%" PRIu64, snap_revision(snap));
+    reply_header_u64(reply, "X-Revision", snap_revision(snap), false);
     snap_release(snap);
     reply_body_buf(reply, &b);
     return RES_OK;
@@ -461,7 +461,7 @@ static enum result get_export(struct request *req, struct reply *reply)
     buf_init(&b, SIZE_MAX);
     if (snap_export(snap, &b) != 0)
         panic("collections: export of an unbounded buffer failed");
-    reply_header(reply, "X-Revision", "%" PRIu64, snap_revision(snap));
+    reply_header_u64(reply, "X-Revision", snap_revision(snap), false);
     snap_release(snap);
     reply_body_buf(reply, &b);
     return RES_OK;

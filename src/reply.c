@@ -32,11 +32,19 @@ void reply_cleanup(struct reply *r)
     r->detail = NULL;
 }
 
+/* Appends the header; takes 'value' (heap). */
+static void add_header(struct reply *r, const char *name, char *value)
+{
+    if (r->nheaders == REPLY_MAX_HEADERS)
+        panic("reply_header: more than %d headers (adding %s)", REPLY_MAX_HEADERS, name);
+    r->headers[r->nheaders].name = name;
+    r->headers[r->nheaders].value = value;
+    r->nheaders++;
+}
+
 void reply_header(struct reply *r, const char *name, const char *fmt, ...)
 {
     va_list ap;
-    if (r->nheaders == REPLY_MAX_HEADERS)
-        panic("reply_header: more than %d headers (adding %s)", REPLY_MAX_HEADERS, name);
     va_start(ap, fmt);
     int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
@@ -44,9 +52,26 @@ void reply_header(struct reply *r, const char *name, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(v, (size_t)n + 1, fmt, ap);
     va_end(ap);
-    r->headers[r->nheaders].name = name;
-    r->headers[r->nheaders].value = v;
-    r->nheaders++;
+    add_header(r, name, v);
+}
+
+void reply_header_u64(struct reply *r, const char *name, uint64_t value, bool quoted)
+{
+    char digits[20]; /* UINT64_MAX has 20 */
+    size_t n = 0;
+    do {
+        digits[n++] = (char)('0' + value % 10);
+        value /= 10;
+    } while (value != 0);
+    char *v = xmalloc(n + 3), *p = v;
+    if (quoted)
+        *p++ = '"';
+    while (n > 0)
+        *p++ = digits[--n];
+    if (quoted)
+        *p++ = '"';
+    *p = '\0';
+    add_header(r, name, v);
 }
 
 void reply_body_steal(struct reply *r, char *body, size_t len)

@@ -3,7 +3,9 @@
 #define CAIRN_REPLY_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "util.h"
 
@@ -61,6 +63,11 @@ void reply_cleanup(struct reply *r);
 /* Adds a header; the value is formatted and copied. Panics past REPLY_MAX_HEADERS. */
 void reply_header(struct reply *r, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/*
+ * reply_header(r, name, "%" PRIu64, value), or "\"%" PRIu64 "\"" when 'quoted' (an
+ * ETag), without printf: ETag and X-Revision go out with most replies.
+ */
+void reply_header_u64(struct reply *r, const char *name, uint64_t value, bool quoted);
 /* Steals 'body' (a malloc'd buffer of 'len' bytes). Replaces any earlier body. */
 void reply_body_steal(struct reply *r, char *body, size_t len);
 /* Borrows 'body' until release(cls) is called; the owner must keep it unchanged. */

@@ -1,5 +1,6 @@
 """The request lifecycle, router, replies and stats, against the real cairnd."""
 import json
+import re
 import signal
 import socket
 import threading
@@ -67,6 +68,10 @@ def test_request_ids():
         a, b = d.get("/healthz"), d.get("/nope")
         assert a.headers["x-request-id"] != b.headers["x-request-id"]
         assert len(a.headers["x-request-id"]) >= 16
+        # made ids: an 8-hex-digit per-process seed, then a counter of at least 12 hex digits
+        ia, ib = a.headers["x-request-id"], b.headers["x-request-id"]
+        assert re.fullmatch(r"[0-9a-f]{20}", ia) and re.fullmatch(r"[0-9a-f]{20}", ib), (ia, ib)
+        assert ia[:8] == ib[:8] and int(ib[8:], 16) > int(ia[8:], 16), (ia, ib)
         r = d.get("/nope", headers={"X-Request-Id": "client-chosen.id:42"})
         assert r.headers["x-request-id"] == "client-chosen.id:42"
         assert problem(r, 404)["request_id"] == "client-chosen.id:42"

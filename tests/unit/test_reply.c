@@ -1,5 +1,8 @@
 /* tests/unit/test_reply.c -- src/reply.c: the one result -> status map and problem+json bodies. */
+#include <inttypes.h>
 #include <jansson.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "check.h"
@@ -76,12 +79,34 @@ static void test_body_ownership(void)
     CHECK(released == 2);
 }
 
+static void test_header_u64(void)
+{
+    static const uint64_t values[] = {0, 1, 9, 10, 99, 100, 12345, 4294967295u, 4294967296u,
+                                      UINT64_MAX / 10, UINT64_MAX - 1, UINT64_MAX};
+    for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+        struct reply r;
+        char plain[32], quoted[32];
+        snprintf(plain, sizeof(plain), "%" PRIu64, values[i]);
+        snprintf(quoted, sizeof(quoted), "\"%" PRIu64 "\"", values[i]);
+        reply_init(&r);
+        reply_header_u64(&r, "X-Revision", values[i], false);
+        reply_header_u64(&r, "ETag", values[i], true);
+        CHECK(r.nheaders == 2);
+        CHECK(strcmp(r.headers[0].name, "X-Revision") == 0);
+        CHECK(strcmp(r.headers[0].value, plain) == 0);
+        CHECK(strcmp(r.headers[1].name, "ETag") == 0);
+        CHECK(strcmp(r.headers[1].value, quoted) == 0);
+        reply_cleanup(&r);
+    }
+}
+
 int main(void)
 {
     static const struct test_case cases[] = {
         {"reply/status_map", test_status_map},
         {"reply/problem_body", test_problem_body},
         {"reply/body_ownership", test_body_ownership},
+        {"reply/header_u64 equals printf's", test_header_u64},
         {NULL, NULL},
     };
     return run_cases(cases);
