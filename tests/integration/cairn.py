@@ -49,6 +49,20 @@ def render_config(settings):
     return "\n".join(lines) + "\n"
 
 
+
+def held_connection(port, source="127.0.0.1"):
+    """A keep-alive connection from 'source' that has been served once, so libmicrohttpd
+    holds it (and counts it against max_connections / the per-IP limit)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0))
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    out = b""
+    while b'{"status":"ok"}' not in out:
+        chunk = s.recv(4096)
+        assert chunk, out
+        out += chunk
+    assert out.startswith(b"HTTP/1.1 200"), out
+    return s
+
 def problem(r, status):
     """Asserts 'r' is an RFC 9457 problem+json reply with 'status'; returns the document."""
     assert r.status == status, r

@@ -6,7 +6,7 @@ import socket
 import threading
 import time
 
-from cairn import Daemon, FAULTS_BINARY, problem
+from cairn import Daemon, FAULTS_BINARY, held_connection, problem
 
 
 def settled(d):
@@ -384,18 +384,6 @@ def test_link_estimate_counts_cookies_and_every_query_argument():
     with_daemon(t)
 
 
-def _held(port, source="127.0.0.1"):
-    """A keep-alive connection from 'source' that has been served once: libmicrohttpd counts it."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0))
-    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-    out = b""
-    while b'{"status":"ok"}' not in out:
-        chunk = s.recv(4096)
-        assert chunk, out
-        out += chunk
-    assert out.startswith(b"HTTP/1.1 200"), out
-    return s
-
 
 def _refused(port, source="127.0.0.1"):
     """True when a new connection is closed without a byte of reply."""
@@ -439,7 +427,7 @@ def test_connection_limits_refuse_cleanly():
     # over max_connections (split over 2 workers) a new connection is accepted and closed
     # at once, without a reply; a freed slot is usable again
     def t(d):
-        held = [_held(d.port) for _ in range(4)]
+        held = [held_connection(d.port) for _ in range(4)]
         try:
             assert _refused(d.port) and _refused(d.port)
             held.pop().close()
@@ -487,10 +475,10 @@ def test_connection_limits_refuse_cleanly():
 
     # max_connections_per_ip: a third connection from 127.0.0.1 is refused, 127.0.0.2 is served
     def per_ip(d):
-        held = [_held(d.port) for _ in range(2)]
+        held = [held_connection(d.port) for _ in range(2)]
         try:
             assert _refused(d.port)
-            other = _held(d.port, source="127.0.0.2")
+            other = held_connection(d.port, source="127.0.0.2")
             other.close()
             held.pop().close()
             _get_when_free(d)

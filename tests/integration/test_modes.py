@@ -362,17 +362,6 @@ def test_new_connections_accepted_while_busy():
         d.cleanup()
 
 
-def _held_conn(port, source="127.0.0.1"):
-    """A keep-alive connection from 'source', served once (so libmicrohttpd holds it)."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0))
-    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-    out = b""
-    while b'{"status":"ok"}' not in out:
-        chunk = s.recv(4096)
-        assert chunk, out
-        out += chunk
-    return s
-
 
 def test_watchdog_probe_answers_when_full():
     # the watchdog's self-probe does not go through the listening socket: with
@@ -388,7 +377,7 @@ def test_watchdog_probe_answers_when_full():
                      env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "600000"})
     held = []
     try:
-        held = [_held_conn(d.port) for _ in range(3)]
+        held = [cairn.held_connection(d.port) for _ in range(3)]
         s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
         try:
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
