@@ -1355,6 +1355,27 @@ void query_slice(const struct query *q, size_t total, size_t *from, size_t *to)
     *to = (size_t)t;
 }
 
+/*
+ * Puts the first 'need' of the r->n elements of 'elems' (each 'size' bytes,
+ * the rows filled from them in order) into their final sorted order; the rest
+ * are left as they are (only elems[0 .. need) are sent). Frees the rows.
+ */
+static void order_prefix(const struct query *q, struct rows *r, void *elems, size_t size,
+                         size_t need)
+{
+    size_t m = need < r->n ? need : r->n;
+    size_t *order = xmalloc(m * sizeof(*order));
+    char *sel = xmalloc(m * size);
+
+    rows_order(q, r, need, order);
+    for (size_t i = 0; i < m; i++)
+        memcpy(sel + i * size, (const char *)elems + order[i] * size, size);
+    memcpy(elems, sel, m * size);
+    free(sel);
+    free(order);
+    rows_cleanup(r);
+}
+
 size_t query_apply(const struct query *q, struct query_item *items, size_t n, size_t *from,
                    size_t *to)
 {
@@ -1368,20 +1389,10 @@ size_t query_apply(const struct query *q, struct query_item *items, size_t n, si
     }
     query_slice(q, kept, from, to);
     if (q->nkeys > 0 && kept >= 2 && *to > 0) {
-        /* only items[0 .. *to) need their final order */
         struct rows r;
-        size_t need = *to, m = need < kept ? need : kept;
         rows_init(&r, q, kept);
         rows_fill_json(q, &r, items);
-        size_t *order = xmalloc(m * sizeof(*order));
-        rows_order(q, &r, need, order);
-        struct query_item *sel = xmalloc(m * sizeof(*sel));
-        for (size_t i = 0; i < m; i++)
-            sel[i] = items[order[i]];
-        memcpy(items, sel, m * sizeof(*sel));
-        free(sel);
-        free(order);
-        rows_cleanup(&r);
+        order_prefix(q, &r, items, sizeof(*items), *to);
     }
     return kept;
 }
@@ -1400,18 +1411,9 @@ size_t query_apply_docs(const struct query *q, const struct doc **docs, size_t n
     query_slice(q, kept, from, to);
     if (q->nkeys > 0 && kept >= 2 && *to > 0) {
         struct rows r;
-        size_t need = *to, m = need < kept ? need : kept;
         rows_init(&r, q, kept);
         rows_fill_docs(q, &r, docs);
-        size_t *order = xmalloc(m * sizeof(*order));
-        rows_order(q, &r, need, order);
-        const struct doc **sel = xmalloc(m * sizeof(*sel));
-        for (size_t i = 0; i < m; i++)
-            sel[i] = docs[order[i]];
-        memcpy(docs, sel, m * sizeof(*sel));
-        free(sel);
-        free(order);
-        rows_cleanup(&r);
+        order_prefix(q, &r, docs, sizeof(*docs), *to);
     }
     return kept;
 }
