@@ -5,7 +5,8 @@
 #   bench/ab.sh OLD_BINARY NEW_BINARY
 #
 # For each of REPS repetitions, for each scenario of SCENARIOS (S1: GET by id
-# at 64 connections; S7: the same at 1,024; S2: the ~10 KB list at 64), for
+# at 64 connections; S7: the same at 1,024; S6: the same with Connection: close;
+# S2: the ~10 KB list at 64), for
 # OLD then NEW: a fresh server on the bench db (bench/gen_db.py, written to
 # OUT/db.json once) pinned to CPU 0, a WARMUP-second wrk run, then a
 # DURATION-second wrk -t1 run pinned to CPU 1 (bench/wrk/bench.lua). Then,
