@@ -27,7 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -107,19 +106,16 @@ static bool listen_fd_owned;
 static struct sockaddr_storage listen_addr;
 static socklen_t listen_addrlen;
 static char listen_name[INET6_ADDRSTRLEN + 8];
-static pthread_t acceptor;
-static bool acceptor_running;
-static int acceptor_stop_fd = -1; /* eventfd: written once to end the accept thread */
 static uint64_t max_connections;
 static size_t pool_size; /* set by http_start() */
 /*
- * Sockets handed to libmicrohttpd and not yet closed: stats.connections_live,
- * a gauge. It can only leak a slot if libmicrohttpd takes a socket
- * (MHD_add_connection() says yes) and then fails to set the connection up
- * (no memory for its pool): no STARTED/closed notification comes for it. No
- * sound reconciliation exists in 0.9.75 (a socket queued to a worker is not
- * yet STARTED either), so the gauge is published and the tests check it
- * returns to the open connections once the clients are gone.
+ * Connections the accept policy let in and not yet closed: stats.connections_live,
+ * a gauge. It can only leak a slot if libmicrohttpd, after the policy said yes,
+ * fails to set the connection up (no memory for its pool): no STARTED/closed
+ * notification comes for it. No sound reconciliation exists in 0.9.75 (a
+ * socket queued to a worker is not yet STARTED either), so the gauge is
+ * published and the tests check it returns to the open connections once the
+ * clients are gone.
  */
 static _Atomic int phase = PHASE_STARTING;
 static _Atomic uint64_t deferred_count;
@@ -683,6 +679,8 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     return NULL;
 }
 
+static void accept_burst(void);
+
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe)
 {
@@ -692,6 +690,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         *socket_context = xcalloc(1, sizeof(struct conn_state));
         STATS_INC(open_connections);
         STATS_INC(connections_accepted);
+        accept_burst();
     } else {
         free(*socket_context);
         *socket_context = NULL;
@@ -713,6 +712,9 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     static atomic_uint in_window;
     char msg[512];
     (void)cls;
+    /* libmicrohttpd's only word on a per-IP refusal (its own limit is never reached) */
+    if (strcmp(fmt, "Server reached connection limit. Closing inbound connection.\n") == 0)
+        STATS_INC(connections_refused);
     uint64_t sec = now_usec() / 1000000;
     uint64_t seen = atomic_load(&window_sec);
     if (seen != sec && atomic_compare_exchange_strong(&window_sec, &seen, sec))
@@ -794,137 +796,78 @@ static size_t http_pool_size(const struct config *cfg)
 }
 
 /*
- * The accept thread. libmicrohttpd 0.9.75's poll loop accepts one connection
- * per iteration, and an iteration polls and serves every open connection, so
- * at 1,024 connections the last ones waited seconds to be accepted. Here one
- * thread of ours accepts until EAGAIN (ACCEPT_BURST at a time) and hands each socket to
- * MHD_add_connection(), which queues it to a worker (by fd modulo the pool size, among
- * those under their share of max_connections) and wakes that worker through
- * its ITC; the worker takes all queued sockets in its next iteration.
+ * Accepting. libmicrohttpd's workers poll the listening socket and take one
+ * connection per loop iteration, and an iteration serves every ready
+ * connection first, so under load a burst of new clients waited hundreds of
+ * iterations (S7 in docs/PERFORMANCE.md). A worker that has just taken a
+ * connection (NOTIFY_CONNECTION started) therefore takes up to ACCEPT_BURST
+ * more from the backlog with accept4() and queues them with
+ * MHD_add_connection(), which its next iteration (or another worker's, by fd
+ * modulo the pool) sets up. Accepting stays in the worker's own thread: a
+ * separate accept thread cost two context switches per connection on one core
+ * (-26% req/s per core with Connection: close).
  *
- * max_connections is counted here (connections_live: up when a socket is
- * handed over, down at NOTIFY_CONNECTION closed) and a socket over it is
- * closed at once, without a request or a context: the refusal the config
- * documents. libmicrohttpd's own limit is set so that no worker can reach it:
- * a worker that finds itself full while taking a queued socket (its count
- * does not include the sockets queued to it) leaves a mutex locked in 0.9.75,
- * and the storm test caught both workers deadlocked on it. The per-IP limit
- * stays libmicrohttpd's: MHD_add_connection() checks it in this thread and
- * closes the socket. A burst takes at most ACCEPT_BURST sockets before the
- * thread polls again, which is where it sees a stop. http_quiesce() ends the
- * thread: nothing is accepted while draining; our own listening socket is
- * closed then, an inherited one is left as it was.
+ * max_connections is counted in the accept policy callback, which
+ * libmicrohttpd calls for every connection, both its own accepts and ours,
+ * before it sets the connection up: connections_live goes up there and down at
+ * NOTIFY_CONNECTION closed, and a socket over the limit is closed at once,
+ * without a request or a context (the refusal the config documents).
+ * libmicrohttpd's own limit is set so that no worker can reach it: a worker
+ * that finds itself full while taking a queued socket leaves a mutex locked in
+ * 0.9.75, and the storm test caught both workers deadlocked on it. The per-IP
+ * limit stays libmicrohttpd's; its refusals are counted from its log line.
  */
-static void accept_backoff(int e)
-{
-    static uint64_t last_log_usec;
-    uint64_t now = now_usec();
-    if (now - last_log_usec >= 1000000) {
-        last_log_usec = now;
-        log_msg(LOG_ERR, NULL, "accept: %s; retrying in 50 ms", strerror(e));
-    }
-    usleep(50000);
-}
-
 #define ACCEPT_BURST 128
+
+static atomic_bool accepting; /* set by http_start(), cleared by http_quiesce() */
 
 /* A refusal at max_connections: one log line a second at most, with the count since the last. */
 static void refusal_log(void)
 {
-    static uint64_t last_log_usec;
-    static uint64_t unlogged;
+    static _Atomic uint64_t last_log_usec;
+    static _Atomic uint64_t unlogged;
     uint64_t now = now_usec();
-    unlogged++;
-    if (last_log_usec != 0 && now - last_log_usec < 1000000)
+    atomic_fetch_add(&unlogged, 1);
+    uint64_t last = atomic_load(&last_log_usec);
+    if (last != 0 && now - last < 1000000)
         return;
+    if (!atomic_compare_exchange_strong(&last_log_usec, &last, now))
+        return; /* another thread logs this second */
+    uint64_t n = atomic_exchange(&unlogged, 0);
     log_msg(LOG_WARNING, NULL,
             "max_connections (%llu) reached: new connections refused (%llu since the last "
             "such line)",
-            (unsigned long long)max_connections, (unsigned long long)unlogged);
-    last_log_usec = now;
-    unlogged = 0;
+            (unsigned long long)max_connections, (unsigned long long)n);
 }
 
-static void *accept_main(void *arg)
+static enum MHD_Result on_accept_policy(void *cls, const struct sockaddr *addr, socklen_t addrlen)
 {
-    (void)arg;
-    struct pollfd p[2] = {
-        {.fd = listen_fd_, .events = POLLIN},
-        {.fd = acceptor_stop_fd, .events = POLLIN},
-    };
-    for (;;) {
-        if (poll(p, 2, -1) < 0) {
-            if (errno != EINTR)
-                accept_backoff(errno);
-            continue;
-        }
-        if (p[1].revents != 0)
-            return NULL;
-        /* a burst is capped so that a connection storm cannot hold off a stop */
-        for (int burst = 0; burst < ACCEPT_BURST; burst++) {
-            struct sockaddr_storage addr;
-            socklen_t len = sizeof(addr);
-            int fd =
-                accept4(listen_fd_, (struct sockaddr *)&addr, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-            if (fd < 0) {
-                if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
-                    accept_backoff(errno);
-                else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-                         errno != ECONNABORTED && errno != EPROTO && errno != EPERM)
-                    accept_backoff(errno); /* unexpected: do not spin on it */
-                break;                     /* back to poll, which also sees a stop */
-            }
-            if (atomic_load(&stats.connections_live) >= max_connections) {
-                close(fd);
-                STATS_INC(connections_refused);
-                refusal_log();
-                continue;
-            }
-            atomic_fetch_add(&stats.connections_live, 1);
-            /* on MHD_NO (the per-IP limit, or memory) libmicrohttpd has closed fd already */
-            if (MHD_add_connection(daemon_, fd, (struct sockaddr *)&addr, len) != MHD_YES) {
-                atomic_fetch_sub(&stats.connections_live, 1);
-                STATS_INC(connections_refused);
-            }
-        }
-    }
+    (void)cls;
+    uint64_t live = atomic_fetch_add(&stats.connections_live, 1);
+    /* the watchdog's probe (AF_UNIX, http_probe()) comes on top of max_connections */
+    if (addrlen >= sizeof(sa_family_t) && addr->sa_family == AF_UNIX)
+        return MHD_YES;
+    if (live < max_connections)
+        return MHD_YES;
+    atomic_fetch_sub(&stats.connections_live, 1);
+    STATS_INC(connections_refused);
+    refusal_log();
+    return MHD_NO; /* libmicrohttpd closes the socket */
 }
 
-static int acceptor_start(char *err, size_t errlen)
+/* In a worker, after it took a connection: the rest of the backlog, up to ACCEPT_BURST. */
+static void accept_burst(void)
 {
-    /* accept until EAGAIN; libmicrohttpd made its listening sockets non-blocking as well */
-    int fl = fcntl(listen_fd_, F_GETFL);
-    if (fl < 0 || fcntl(listen_fd_, F_SETFL, fl | O_NONBLOCK) != 0) {
-        snprintf(err, errlen, "listening socket: %s", strerror(errno));
-        return -1;
+    for (int i = 0; i < ACCEPT_BURST && atomic_load(&accepting); i++) {
+        struct sockaddr_storage addr;
+        socklen_t len = sizeof(addr);
+        int fd = accept4(listen_fd_, (struct sockaddr *)&addr, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            return; /* EAGAIN; an error is libmicrohttpd's own accept's to see and log */
+        STATS_INC(connections_burst_accepted);
+        /* on MHD_NO libmicrohttpd has closed fd (and the policy counted a refusal) */
+        (void)MHD_add_connection(daemon_, fd, (struct sockaddr *)&addr, len);
     }
-    acceptor_stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (acceptor_stop_fd < 0) {
-        snprintf(err, errlen, "eventfd: %s", strerror(errno));
-        return -1;
-    }
-    int rc = pthread_create(&acceptor, NULL, accept_main, NULL);
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot start the accept thread: %s", strerror(rc));
-        close(acceptor_stop_fd);
-        acceptor_stop_fd = -1;
-        return -1;
-    }
-    acceptor_running = true;
-    return 0;
-}
-
-static void acceptor_stop(void)
-{
-    if (!acceptor_running)
-        return;
-    uint64_t one = 1;
-    if (write(acceptor_stop_fd, &one, sizeof(one)) != sizeof(one))
-        panic("accept thread: cannot signal the stop: %s", strerror(errno));
-    pthread_join(acceptor, NULL);
-    acceptor_running = false;
-    close(acceptor_stop_fd);
-    acceptor_stop_fd = -1;
 }
 
 int http_start(const struct config *cfg, int listen_fd, char *err, size_t errlen)
@@ -952,7 +895,7 @@ int http_start(const struct config *cfg, int listen_fd, char *err, size_t errlen
      * epoll loop does; suspend/resume frees a worker while a request waits.
      */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC |
-                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
+                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     /* one worker is the internal polling thread itself: libmicrohttpd wants no pool then */
     unsigned pool = cfg->threads > 1 ? (unsigned)cfg->threads : 0;
 #if defined(CAIRN_MHD_MODE) && CAIRN_MHD_MODE == 1
@@ -967,14 +910,24 @@ int http_start(const struct config *cfg, int listen_fd, char *err, size_t errlen
         flags |= MHD_USE_IPv6;
     /*
      * every worker's share (the limit over the pool size) is max_connections + 2: see
-     * accept_main; the watchdog's probe may come on top of max_connections (http_probe)
+     * accept_burst; the watchdog's probe may come on top of max_connections (http_probe)
      */
+    /* accept_burst() must not block: the workers' own accepts find the backlog empty too */
+    int fl = fcntl(listen_fd_, F_GETFL);
+    if (fl < 0 || fcntl(listen_fd_, F_SETFL, fl | O_NONBLOCK) != 0) {
+        snprintf(err, errlen, "listening socket: %s", strerror(errno));
+        if (listen_fd_owned)
+            close(listen_fd_);
+        listen_fd_ = -1;
+        return -1;
+    }
     max_connections = (uint64_t)cfg->max_connections;
     pool_size = http_pool_size(cfg);
     unsigned mhd_limit = ((unsigned)cfg->max_connections + 2) * (pool > 0 ? pool : 1);
     daemon_ = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, NULL,
+        flags, 0, on_accept_policy, NULL, on_request, NULL,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)listen_fd_,
         MHD_OPTION_THREAD_POOL_SIZE, pool,
         MHD_OPTION_CONNECTION_LIMIT, mhd_limit,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_connections_per_ip,
@@ -991,14 +944,7 @@ int http_start(const struct config *cfg, int listen_fd, char *err, size_t errlen
         listen_fd_ = -1;
         return -1;
     }
-    if (acceptor_start(err, errlen) != 0) {
-        MHD_stop_daemon(daemon_);
-        daemon_ = NULL;
-        if (listen_fd_owned)
-            close(listen_fd_);
-        listen_fd_ = -1;
-        return -1;
-    }
+    atomic_store(&accepting, true);
     return 0;
 }
 
@@ -1007,16 +953,17 @@ uint64_t http_quiesce(uint64_t timeout_ms)
     if (daemon_ == NULL)
         return 0;
     /*
-     * No connection is accepted from here on; libmicrohttpd never had the
-     * listening socket. Ours is closed, so that new clients are refused at
-     * once instead of waiting in the backlog to be reset at exit; an inherited
-     * one (socket activation) stays open for the next start.
+     * No connection is accepted from here on. libmicrohttpd gives the listening
+     * socket back (it would shutdown() an inherited one at stop); ours is shut
+     * down, so that new clients are refused at once instead of waiting in the
+     * backlog to be reset at exit, and closed at http_stop(), after the workers
+     * that may still be in accept() on it are gone. An inherited one (socket
+     * activation) stays as it was for the next start.
      */
-    acceptor_stop();
-    if (listen_fd_owned && listen_fd_ >= 0) {
-        close(listen_fd_);
-        listen_fd_ = -1;
-    }
+    atomic_store(&accepting, false);
+    MHD_quiesce_daemon(daemon_);
+    if (listen_fd_owned && listen_fd_ >= 0)
+        shutdown(listen_fd_, SHUT_RDWR);
     uint64_t deadline = now_usec() + timeout_ms * 1000;
     for (;;) {
         uint64_t left = STATS_GET(request_contexts_created) - STATS_GET(request_contexts_freed);
@@ -1040,7 +987,8 @@ void http_stop(void)
     if (atomic_load(&deferred_count) != 0)
         panic("http_stop: %llu deferred requests were never finished",
               (unsigned long long)atomic_load(&deferred_count));
-    acceptor_stop(); /* before the daemon it hands sockets to goes */
+    if (atomic_exchange(&accepting, false))
+        MHD_quiesce_daemon(daemon_); /* never quiesced: keep libmicrohttpd off an inherited socket */
     MHD_stop_daemon(daemon_);
     daemon_ = NULL;
     if (listen_fd_owned && listen_fd_ >= 0)
@@ -1056,10 +1004,11 @@ int http_probe(unsigned timeout_ms)
 
     /*
      * One end of a socketpair goes straight to MHD_add_connection(): the probe
-     * bypasses the accept thread and max_connections (a full daemon is not a
-     * hung one), and an AF_UNIX address is outside libmicrohttpd's per-IP
-     * count. It is counted in connections_live like any connection, since its
-     * close lowers it; every worker's share leaves room for it (http_start).
+     * bypasses the listening socket and max_connections (a full daemon is not a
+     * hung one; on_accept_policy() lets AF_UNIX in), and an AF_UNIX address is
+     * outside libmicrohttpd's per-IP count. It is counted in connections_live
+     * like any connection, since its close lowers it; every worker's share
+     * leaves room for it (http_start).
      */
     int sv[2];
     if (daemon_ == NULL ||
@@ -1069,12 +1018,9 @@ int http_probe(unsigned timeout_ms)
     }
     int fd = sv[0];
     struct sockaddr_un peer = {.sun_family = AF_UNIX};
-    atomic_fetch_add(&stats.connections_live, 1);
     if (MHD_add_connection(daemon_, sv[1], (struct sockaddr *)&peer, sizeof(sa_family_t)) !=
-        MHD_YES) {
-        atomic_fetch_sub(&stats.connections_live, 1); /* libmicrohttpd closed sv[1] */
-        goto out_close;
-    }
+        MHD_YES)
+        goto out_close; /* libmicrohttpd closed sv[1] */
     uint64_t deadline = now_usec() + (uint64_t)timeout_ms * 1000;
 
     static const char probe[] = "GET /healthz HTTP/1.1\r\nHost: cairnd\r\n"

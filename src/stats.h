@@ -21,6 +21,7 @@
                                    "requests (no context, not in terminations)")                \
     X(connections_accepted, "connections accepted")                                               \
     X(connections_refused, "connections closed at once: over max_connections(_per_ip)")          \
+    X(connections_burst_accepted, "connections a worker took from the backlog after its own accept") \
     X(mhd_log_suppressed, "libmicrohttpd log lines dropped by the rate limit (20 a second)")     \
     X(config_reloads, "successful config reloads")                                                \
     X(config_reload_failures, "config reloads refused; the old config stayed")                    \
@@ -36,8 +37,9 @@
 /* name, help. Gauges go up and down. */
 #define STATS_GAUGES(X)                                                                           \
     X(open_connections, "connections open now")                                                   \
-    X(connections_live, "sockets handed to libmicrohttpd and not yet closed (max_connections "   \
-                        "counts these; open_connections plus those not yet started)")             \
+    X(connections_live, "connections let in by the accept policy and not yet closed "          \
+                        "(max_connections counts these; open_connections plus those not yet "   \
+                        "started)")                                                             \
     X(store_revision, "revision of the last write appended to the log")                          \
     X(store_durable_revision, "highest revision known to be on stable storage")                  \
     X(store_log_bytes, "bytes in the log segments a snapshot would free")                        \

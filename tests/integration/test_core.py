@@ -441,8 +441,8 @@ def test_connection_limits_refuse_cleanly():
         _live_back(d)
     with_daemon(t, settings={"threads": 2, "max_connections": 4})
 
-    # a burst far over the limit (the accept thread queues sockets faster than the workers
-    # take them): the excess is refused and the daemon keeps serving afterwards
+    # a burst far over the limit (a worker's accept burst queues sockets faster than the
+    # workers set them up): the excess is refused and the daemon keeps serving afterwards
     def burst(d):
         socks = []
         try:

@@ -311,8 +311,8 @@ def _read_replies(sel, socks, want, deadline):
 def test_new_connections_accepted_while_busy():
     # libmicrohttpd 0.9.75's poll loop accepted one connection per iteration, and an
     # iteration serves every ready connection: under load the connections that arrived
-    # last waited for hundreds of iterations (S7's p99 in docs/PERFORMANCE.md). cairnd
-    # accepts in bursts on a thread of its own. Here one worker has 300 connections with
+    # last waited for hundreds of iterations (S7's p99 in docs/PERFORMANCE.md). A cairnd
+    # worker that took a connection takes the rest of the backlog in a burst. Here one worker has 300 connections with
     # 150 pipelined requests each queued (one is served per connection per iteration),
     # and 300 new connections then send one request each: they must all be answered long
     # before the backlog is worked off (one connection per iteration: at its end).

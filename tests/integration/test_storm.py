@@ -412,8 +412,9 @@ if __name__ == "__main__":
 
 
 def test_sigterm_during_connect_storm():
-    # the accept thread takes at most a burst of sockets before it looks at its stop: SIGTERM
-    # in the middle of a connect/close storm ends cairnd within the drain time, with status 0
+    # a worker takes at most a burst of sockets from the backlog before it serves again and
+    # sees a stop: SIGTERM in the middle of a connect/close storm ends cairnd within the drain
+    # time, with status 0
     import signal
     import cairn
     d = cairn.Daemon(settings={"threads": 2, "max_connections": 64, "shutdown_timeout": 2})
