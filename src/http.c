@@ -20,9 +20,11 @@
 #include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -800,12 +802,22 @@ static size_t http_pool_size(const struct config *cfg)
  * connection per loop iteration, and an iteration serves every ready
  * connection first, so under load a burst of new clients waited hundreds of
  * iterations (S7 in docs/PERFORMANCE.md). A worker that has just taken a
- * connection (NOTIFY_CONNECTION started) therefore takes up to ACCEPT_BURST
- * more from the backlog with accept4() and queues them with
- * MHD_add_connection(), which its next iteration (or another worker's, by fd
- * modulo the pool) sets up. Accepting stays in the worker's own thread: a
- * separate accept thread cost two context switches per connection on one core
- * (-26% req/s per core with Connection: close).
+ * connection (NOTIFY_CONNECTION started) may take up to ACCEPT_BURST more
+ * from the backlog with accept4() and queue them with MHD_add_connection(),
+ * which its next iteration (or another worker's, by fd modulo the pool) sets
+ * up. Accepting stays in the worker's own thread: a separate accept thread
+ * cost two context switches per connection on one core (-26% req/s per core
+ * with Connection: close).
+ *
+ * A queued socket costs more than one libmicrohttpd accepts itself (an ITC
+ * write, an fcntl, the queue), so the burst is taken only when waiting would
+ * cost more: the k-th connection in the backlog waits about k iterations, and
+ * an iteration grows with the open connections, so the burst goes when
+ * backlog x open connections reaches BURST_WAIT_COST -- 8 waiting at 64 open,
+ * 1 at 512. The backlog's length is the listening socket's TCP_INFO
+ * (tcpi_unacked); where that is unknown, the burst goes. With one request per
+ * connection at 64 connections (S6) the backlog was empty at 89% of accepts
+ * and under 8 at 99.8%, and bursting at any backlog cost ~8% req/s per core.
  *
  * max_connections is counted in the accept policy callback, which
  * libmicrohttpd calls for every connection, both its own accepts and ours,
@@ -818,6 +830,7 @@ static size_t http_pool_size(const struct config *cfg)
  * limit stays libmicrohttpd's; its refusals are counted from its log line.
  */
 #define ACCEPT_BURST 128
+#define BURST_WAIT_COST 512
 
 static atomic_bool accepting; /* set by http_start(), cleared by http_quiesce() */
 
@@ -855,9 +868,25 @@ static enum MHD_Result on_accept_policy(void *cls, const struct sockaddr *addr, 
     return MHD_NO; /* libmicrohttpd closes the socket */
 }
 
+/* Whether the backlog, left to one accept per iteration, would wait too long (above). */
+static bool backlog_waits(void)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+    if (getsockopt(listen_fd_, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 ||
+        len < offsetof(struct tcp_info, tcpi_unacked) + sizeof(ti.tcpi_unacked))
+        return true;
+    /* for a listening socket, tcpi_unacked is the accept queue's length */
+    uint64_t open = atomic_load(&stats.connections_live);
+    return ti.tcpi_unacked > 0 &&
+           (uint64_t)ti.tcpi_unacked * (open > 0 ? open : 1) >= BURST_WAIT_COST;
+}
+
 /* In a worker, after it took a connection: the rest of the backlog, up to ACCEPT_BURST. */
 static void accept_burst(void)
 {
+    if (!atomic_load(&accepting) || !backlog_waits())
+        return;
     for (int i = 0; i < ACCEPT_BURST && atomic_load(&accepting); i++) {
         struct sockaddr_storage addr;
         socklen_t len = sizeof(addr);
