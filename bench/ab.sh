@@ -4,15 +4,15 @@
 #
 #   bench/ab.sh OLD_BINARY NEW_BINARY
 #
-# For each of REPS repetitions, for each scenario of SCENARIOS (S1: GET by id
-# at 64 connections; S7: the same at 1,024; S6: the same with Connection: close;
-# S2: the ~10 KB list at 64), for
+# For each of REPS repetitions, for each scenario of SCENARIOS (bench/lib.sh
+# has the table, S1..S7 as in bench/run.sh; S4a with store.sync=always), for
 # OLD then NEW: a fresh server on the bench db (bench/gen_db.py, written to
 # OUT/db.json once) pinned to CPU 0, a WARMUP-second wrk run, then a
 # DURATION-second wrk -t1 run pinned to CPU 1 (bench/wrk/bench.lua). Then,
 # unless SKIP_CALLGRIND=1, each binary under callgrind with
 # bench/callgrind_client.py (CG_REQUESTS requests per batch).
-# The server config is bench/run.sh's (threads = CAIRN_THREADS, default 1).
+# The server config is bench/lib.sh's cairnd_conf (threads = CAIRN_THREADS,
+# default 1; CAIRN_CONF_EXTRA appended).
 # Results: OUT/ab.tsv (one line per run: req/s, latency percentiles, wrk errors,
 # the server's CPU in cores and req/s per server core) and
 # OUT/callgrind-{old,new}.tsv. Like bench/run.sh it sets this session's
@@ -65,24 +65,16 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 [ -s "$OUT/db.json" ] || "$PY" bench/gen_db.py "$OUT/db.json" >/dev/null
 NPOSTS=$("$PY" -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["posts"]))' "$OUT/db.json")
 
-conf() { # dir
+. "$ROOT/bench/lib.sh" # SCENARIO_TABLE, scenario(), cairnd_conf()
+conf() { # dir sync
     rm -rf "$1"
     mkdir -p "$1"
     mkdir -m 700 "$1/data"
-    cat >"$1/cairnd.conf" <<EOF
-listen_address = "127.0.0.1";
-listen_port = $PORT;
-threads = $CAIRN_THREADS;
-max_connections = 4096;
-connection_timeout = 30;
-log_level = "notice";
-shutdown_timeout = 5;
-store = { data_dir = "$1/data"; sync = "none"; };
-EOF
+    cairnd_conf "$1" "$PORT" "$2"
 }
 
-start() { # binary
-    conf "$WORK/srv"
+start() { # binary sync
+    conf "$WORK/srv" "$2"
     nice -n "$NICE" taskset -c 0 "$1" -c "$WORK/srv/cairnd.conf" --import "$OUT/db.json" \
         2>"$WORK/srv/log" &
     SPID=$!
@@ -108,18 +100,16 @@ HZ=$(getconf CLK_TCK)
 printf 'rep\tscenario\tbinary\tconns\trps\tp50_us\tp99_us\tp999_us\tmax_us\terrors\tserver_cpu\trps_per_core\n' >"$OUT/ab.tsv"
 for rep in $(seq "$REPS"); do
     for sc in $SCENARIOS; do
-        case "$sc" in
-        S1) c=64; args=(get /v1 "$NPOSTS") ;;
-        S2) c=64; args=(path /v1 /comments) ;;
-        S6) c=64; args=(close /v1 "$NPOSTS") ;;
-        S7) c=1024; args=(get /v1 "$NPOSTS") ;;
-        *) log "unknown scenario $sc"; exit 64 ;;
-        esac
+        scenario "$sc" "$NPOSTS" || { log "unknown scenario $sc"; exit 64; }
+        c=$SC_CONNS
+        args=("$SC_MODE" /v1 "${SC_ARGS[@]}")
+        sync=none
+        [ "$SC_PEERS" = cairnd-always ] && sync=always
         for which in old new; do
             bin=$OLD
             [ "$which" = new ] && bin=$NEW
             raw="$OUT/raw/$sc-$which-r$rep.txt"
-            start "$bin" || { printf '%s\t%s\t%s\t%s\tSTARTFAIL\n' "$rep" "$sc" "$which" "$c" >>"$OUT/ab.tsv"; continue; }
+            start "$bin" "$sync" || { printf '%s\t%s\t%s\t%s\tSTARTFAIL\n' "$rep" "$sc" "$which" "$c" >>"$OUT/ab.tsv"; continue; }
             wrk_run "$raw.warmup" "$c" "$WARMUP" "${args[@]}"
             tk0=$(ticks "$SPID")
             wrk_run "$raw" "$c" "$DURATION" "${args[@]}"
@@ -150,7 +140,7 @@ done
 for which in old new; do
     bin=$OLD
     [ "$which" = new ] && bin=$NEW
-    conf "$WORK/cg"
+    conf "$WORK/cg" none
     log "callgrind: $which"
     valgrind --tool=callgrind --compress-strings=no --compress-pos=no \
         --callgrind-out-file="$WORK/cg/cg.out" \

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/profile.sh -- where cairnd spends its CPU in one scenario of bench/run.sh.
 #
-#   bench/profile.sh [S1|S2|S3|S4|S5|S6|S7] [seconds]     (default S1, 10 s)
+#   bench/profile.sh [S1|S2|S3|S4|S4a|S5|S6|S7] [seconds]     (default S1, 10 s)
 #
 # Starts build/cairnd on the bench db (bench/run.sh's build-bench/data, made
 # by a run of bench/run.sh first) pinned to CPU 0, drives it with wrk pinned to
@@ -9,7 +9,7 @@
 # without a hardware PMU, as in a VM) on the server's PID, and prints the top
 # entries by own time and the call graphs of the top cairnd functions. Output
 # in build-bench/profile/SCENARIO/. The server is stopped by its PID.
-# Knobs: CAIRN_THREADS=1 NICE=-10 CONF_EXTRA='max_header_bytes = 8192;'
+# Knobs: CAIRN_THREADS=1 NICE=-10 CAIRN_CONF_EXTRA='max_header_bytes = 8192;'
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -24,27 +24,15 @@ rm -rf "$OUT"
 mkdir -p "$OUT/data"
 PORT=${PORT:-18480}
 NPOSTS=10000
-case "$SC" in
-S1) C=64; ARGS=(get /v1 $NPOSTS) ;;
-S2) C=64; ARGS=(path /v1 /comments) ;;
-S3) C=64; ARGS=(path /v1 "/posts?userId=7&_sort=views&_order=desc&_limit=10") ;;
-S4) C=64; ARGS=(post /v1) ;;
-S5) C=256; ARGS=(mix /v1 $NPOSTS 10) ;;
-S6) C=64; ARGS=(close /v1 $NPOSTS) ;;
-S7) C=1024; ARGS=(get /v1 $NPOSTS) ;;
-*) echo "unknown scenario $SC" >&2; exit 64 ;;
-esac
+. "$ROOT/bench/lib.sh" # scenario(), cairnd_conf()
+scenario "$SC" "$NPOSTS" || { echo "unknown scenario $SC" >&2; exit 64; }
+C=$SC_CONNS
+ARGS=("$SC_MODE" /v1 "${SC_ARGS[@]}")
+SYNC=none
+[ "$SC_PEERS" = cairnd-always ] && SYNC=always
 ulimit -n 65536 2>/dev/null || true
-cat >"$OUT/cairnd.conf" <<EOF
-listen_address = "127.0.0.1";
-listen_port = $PORT;
-threads = $CAIRN_THREADS;
-max_connections = 4096;
-connection_timeout = 30;
-log_level = "notice";
-store = { data_dir = "$ROOT/$OUT/data"; sync = "none"; };
-${CONF_EXTRA:-}
-EOF
+CAIRN_CONF_EXTRA=${CAIRN_CONF_EXTRA:-${CONF_EXTRA:-}}
+cairnd_conf "$ROOT/$OUT" "$PORT" "$SYNC"
 make -s build/cairnd
 SPID=
 cleanup() {

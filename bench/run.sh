@@ -85,21 +85,8 @@ BUILD_DIR=$ROOT/build-bench
 OUT=${OUT:-$BUILD_DIR/results/$(date -u +%Y%m%dT%H%M%SZ)-$MODE}
 PORT_BASE=${PORT_BASE:-18400}
 
-# ---- the scenarios -----------------------------------------------------------
-# id|connections|wrk mode|wrk args ({N} = number of posts)|peers|enabled|what
-# A row with enabled=no is reported as "not yet available" with its reason
-# (S4a was such a row until store.sync=always, the write-ahead log with group
-# commit, landed in ad08b5e).
-SCENARIO_TABLE=(
-    "S1|64|get|{N}|all|yes|GET /v1/posts/{random id}"
-    "S2|64|path|/comments|all|yes|GET the 100-document list (~10 KB)"
-    "S3|64|path|/posts?userId=7&_sort=views&_order=desc&_limit=10|all|yes|filter, sort, paginate 10,000 posts"
-    "S4|64|post||writers|yes|POST /v1/posts, store.sync=none"
-    "S4a|64|post||cairnd-always|yes|POST /v1/posts, store.sync=always (write-ahead log, one fdatasync per group of writes)"
-    "S5|256|mix|{N} 10|writers|yes|90% GET by id, 10% POST"
-    "S6|64|close|{N}|all|yes|GET by id, Connection: close (one request per connection)"
-    "S7|1024|get|{N}|all|yes|S1 at 1,024 connections"
-)
+# the scenario table (SCENARIO_TABLE, scenario()) and cairnd_conf()
+. "$ROOT/bench/lib.sh"
 WRITERS="cairnd gin nethttp jsonserver"
 
 mkdir -p "$OUT/raw" "$BUILD_DIR"
@@ -187,20 +174,6 @@ peer_port() { # name -> port
     return 1
 }
 peer_prefix() { [ "$1" = jsonserver ] && echo "" || echo "/v1"; }
-
-cairnd_conf() { # dir port sync
-    cat >"$1/cairnd.conf" <<EOF
-listen_address = "127.0.0.1";
-listen_port = $2;
-threads = $CAIRN_THREADS;
-max_connections = 4096;
-connection_timeout = 30;
-log_level = "notice";
-shutdown_timeout = 5;
-store = { data_dir = "$1/data"; sync = "$3"; };
-${CAIRN_CONF_EXTRA:-}
-EOF
-}
 
 # start_peer NAME [DB] -> SPID, PORT, PREFIX; waits until it answers
 start_peer() {
@@ -384,22 +357,19 @@ matrix() {
     local rep sc list p k n
     for rep in $(seq 1 "$REPS"); do
         for sc in $SCENARIOS; do
-            row=
-            for k in "${SCENARIO_TABLE[@]}"; do [ "${k%%|*}" = "$sc" ] && row=$k; done
-            [ -n "$row" ] || { log "no scenario $sc"; continue; }
-            IFS='|' read -r id c wmode wargs peers enabled what <<<"$row"
-            [ "$enabled" = yes ] || { [ "$rep" = 1 ] && log "$sc skipped: $what"; continue; }
-            case "$peers" in
+            scenario "$sc" "$NPOSTS" || { log "no scenario $sc"; continue; }
+            [ "$SC_ENABLED" = yes ] || { [ "$rep" = 1 ] && log "$sc skipped: $SC_WHAT"; continue; }
+            case "$SC_PEERS" in
             all) list=$PEERS ;;
             writers) list=$(for p in $PEERS; do case " $WRITERS " in *" $p "*) echo "$p" ;; esac; done) ;;
-            *) list=$peers ;;
+            *) list=$SC_PEERS ;;
             esac
             # rotate the order by repetition so no peer always runs first
             list=($list)
             n=${#list[@]}
             for k in $(seq 0 $((n - 1))); do
                 p=${list[$(((k + rep - 1) % n))]}
-                measure "$p" "$sc" "$rep" "$c" "$wmode" "$(peer_prefix "$p")" ${wargs//\{N\}/$NPOSTS}
+                measure "$p" "$sc" "$rep" "$SC_CONNS" "$SC_MODE" "$(peer_prefix "$p")" "${SC_ARGS[@]}"
             done
         done
     done
