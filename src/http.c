@@ -100,6 +100,7 @@ static char encoded_slash_marker;
 /* Per connection (libmicrohttpd's socket context): what on_uri() saw of the current request. */
 struct conn_state {
     size_t target_len; /* the raw request target, before libmicrohttpd decodes it */
+    bool probe;        /* the watchdog's probe (AF_UNIX): outside the connection counts */
 };
 
 static struct MHD_Daemon *daemon_;
@@ -109,6 +110,9 @@ static struct sockaddr_storage listen_addr;
 static socklen_t listen_addrlen;
 static char listen_name[INET6_ADDRSTRLEN + 8];
 static uint64_t max_connections;
+static atomic_bool accepting;   /* set by http_start(), cleared by http_quiesce() */
+static atomic_int bursts;       /* accept_burst() calls under way */
+static atomic_uint probes_live; /* the watchdog's probe connection: 0 or 1 */
 static size_t pool_size; /* set by http_start() */
 /*
  * Connections the accept policy let in and not yet closed: stats.connections_live,
@@ -687,17 +691,27 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
                           enum MHD_ConnectionNotificationCode toe)
 {
     (void)cls;
-    (void)conn;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-        *socket_context = xcalloc(1, sizeof(struct conn_state));
+        struct conn_state *cs = xcalloc(1, sizeof(*cs));
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        cs->probe = ci != NULL && ci->client_addr != NULL && ci->client_addr->sa_family == AF_UNIX;
+        *socket_context = cs;
+        if (cs->probe)
+            return;
         STATS_INC(open_connections);
         STATS_INC(connections_accepted);
         accept_burst();
     } else {
-        free(*socket_context);
+        struct conn_state *cs = *socket_context;
+        if (cs != NULL && cs->probe) {
+            atomic_fetch_sub(&probes_live, 1);
+        } else {
+            STATS_DEC(open_connections);
+            atomic_fetch_sub(&stats.connections_live, 1);
+        }
+        free(cs);
         *socket_context = NULL;
-        STATS_DEC(open_connections);
-        atomic_fetch_sub(&stats.connections_live, 1);
     }
 }
 
@@ -832,7 +846,6 @@ static size_t http_pool_size(const struct config *cfg)
 #define ACCEPT_BURST 128
 #define BURST_WAIT_COST 512
 
-static atomic_bool accepting; /* set by http_start(), cleared by http_quiesce() */
 
 /* A refusal at max_connections: one log line a second at most, with the count since the last. */
 static void refusal_log(void)
@@ -842,8 +855,8 @@ static void refusal_log(void)
     uint64_t now = now_usec();
     atomic_fetch_add(&unlogged, 1);
     uint64_t last = atomic_load(&last_log_usec);
-    if (last != 0 && now - last < 1000000)
-        return;
+    if (last != 0 && (now < last || now - last < 1000000))
+        return; /* now < last: another thread's newer clock logged already */
     if (!atomic_compare_exchange_strong(&last_log_usec, &last, now))
         return; /* another thread logs this second */
     uint64_t n = atomic_exchange(&unlogged, 0);
@@ -853,19 +866,52 @@ static void refusal_log(void)
             (unsigned long long)max_connections, (unsigned long long)n);
 }
 
+/*
+ * Set by on_accept_policy() when it lets a connection in, in the thread that
+ * called MHD_add_connection(): a caller that gets MHD_NO afterwards (the
+ * policy said yes, libmicrohttpd then failed to set the connection up: no
+ * memory) gives the slot back, since no closed notification will come.
+ */
+static _Thread_local bool policy_admitted;
+
 static enum MHD_Result on_accept_policy(void *cls, const struct sockaddr *addr, socklen_t addrlen)
 {
     (void)cls;
-    uint64_t live = atomic_fetch_add(&stats.connections_live, 1);
-    /* the watchdog's probe (AF_UNIX, http_probe()) comes on top of max_connections */
-    if (addrlen >= sizeof(sa_family_t) && addr->sa_family == AF_UNIX)
+    /*
+     * The watchdog's probe (AF_UNIX, http_probe()) is outside max_connections,
+     * one at a time: a probe still queued to a stalled worker makes the next
+     * one fail rather than pile up (each on top of the worker's share).
+     */
+    if (addrlen >= sizeof(sa_family_t) && addr->sa_family == AF_UNIX) {
+        unsigned none = 0;
+        if (!atomic_compare_exchange_strong(&probes_live, &none, 1))
+            return MHD_NO;
+        policy_admitted = true;
         return MHD_YES;
-    if (live < max_connections)
-        return MHD_YES;
-    atomic_fetch_sub(&stats.connections_live, 1);
+    }
+    uint64_t live = atomic_load(&stats.connections_live);
+    while (live < max_connections)
+        if (atomic_compare_exchange_weak(&stats.connections_live, &live, live + 1)) {
+            policy_admitted = true;
+            return MHD_YES;
+        }
     STATS_INC(connections_refused);
     refusal_log();
     return MHD_NO; /* libmicrohttpd closes the socket */
+}
+
+/* MHD_add_connection() with the slot given back when it fails after the policy's yes. */
+static enum MHD_Result add_connection(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    policy_admitted = false;
+    enum MHD_Result rc = MHD_add_connection(daemon_, fd, addr, len);
+    if (rc != MHD_YES && policy_admitted) {
+        if (addr->sa_family == AF_UNIX)
+            atomic_fetch_sub(&probes_live, 1);
+        else
+            atomic_fetch_sub(&stats.connections_live, 1);
+    }
+    return rc;
 }
 
 /* Whether the backlog, left to one accept per iteration, would wait too long (above). */
@@ -882,21 +928,32 @@ static bool backlog_waits(void)
            (uint64_t)ti.tcpi_unacked * (open > 0 ? open : 1) >= BURST_WAIT_COST;
 }
 
-/* In a worker, after it took a connection: the rest of the backlog, up to ACCEPT_BURST. */
+/*
+ * In a worker, after it took a connection: the rest of the backlog, up to
+ * ACCEPT_BURST. Not at max_connections: every socket taken would be refused,
+ * and the workers' own accepts refuse one per iteration without holding a
+ * worker off its connections. 'bursts' lets http_quiesce() wait until no
+ * burst can still take a socket.
+ */
 static void accept_burst(void)
 {
-    if (!atomic_load(&accepting) || !backlog_waits())
-        return;
-    for (int i = 0; i < ACCEPT_BURST && atomic_load(&accepting); i++) {
-        struct sockaddr_storage addr;
-        socklen_t len = sizeof(addr);
-        int fd = accept4(listen_fd_, (struct sockaddr *)&addr, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0)
-            return; /* EAGAIN; an error is libmicrohttpd's own accept's to see and log */
-        STATS_INC(connections_burst_accepted);
-        /* on MHD_NO libmicrohttpd has closed fd (and the policy counted a refusal) */
-        (void)MHD_add_connection(daemon_, fd, (struct sockaddr *)&addr, len);
+    atomic_fetch_add(&bursts, 1);
+    if (atomic_load(&accepting) && backlog_waits()) {
+        for (int i = 0; i < ACCEPT_BURST && atomic_load(&accepting) &&
+                        atomic_load(&stats.connections_live) < max_connections;
+             i++) {
+            struct sockaddr_storage addr;
+            socklen_t len = sizeof(addr);
+            int fd =
+                accept4(listen_fd_, (struct sockaddr *)&addr, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (fd < 0)
+                break; /* EAGAIN; an error is libmicrohttpd's own accept's to see and log */
+            STATS_INC(connections_burst_accepted);
+            /* on MHD_NO libmicrohttpd has closed fd (and the policy counted a refusal) */
+            (void)add_connection(fd, (struct sockaddr *)&addr, len);
+        }
     }
+    atomic_fetch_sub(&bursts, 1);
 }
 
 int http_start(const struct config *cfg, int listen_fd, char *err, size_t errlen)
@@ -967,9 +1024,12 @@ int http_start(const struct config *cfg, int listen_fd, char *err, size_t errlen
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
         MHD_OPTION_END);
     if (daemon_ == NULL) {
+        /*
+         * Not closed here: libmicrohttpd may have closed the socket it was
+         * given on its way out, and the number may be reused by now. The
+         * daemon exits after a failed start.
+         */
         snprintf(err, errlen, "libmicrohttpd refused to start on %s", listen_name);
-        if (listen_fd_owned)
-            close(listen_fd_);
         listen_fd_ = -1;
         return -1;
     }
@@ -990,7 +1050,10 @@ uint64_t http_quiesce(uint64_t timeout_ms)
      * activation) stays as it was for the next start.
      */
     atomic_store(&accepting, false);
-    MHD_quiesce_daemon(daemon_);
+    while (atomic_load(&bursts) != 0) /* a burst past its check may still take one socket */
+        usleep(1000);
+    if (MHD_quiesce_daemon(daemon_) == MHD_INVALID_SOCKET)
+        log_msg(LOG_ERR, NULL, "libmicrohttpd did not give the listening socket back");
     if (listen_fd_owned && listen_fd_ >= 0)
         shutdown(listen_fd_, SHUT_RDWR);
     uint64_t deadline = now_usec() + timeout_ms * 1000;
@@ -1016,8 +1079,12 @@ void http_stop(void)
     if (atomic_load(&deferred_count) != 0)
         panic("http_stop: %llu deferred requests were never finished",
               (unsigned long long)atomic_load(&deferred_count));
-    if (atomic_exchange(&accepting, false))
-        MHD_quiesce_daemon(daemon_); /* never quiesced: keep libmicrohttpd off an inherited socket */
+    if (atomic_exchange(&accepting, false)) {
+        /* never quiesced: keep libmicrohttpd off an inherited socket */
+        while (atomic_load(&bursts) != 0)
+            usleep(1000);
+        MHD_quiesce_daemon(daemon_);
+    }
     MHD_stop_daemon(daemon_);
     daemon_ = NULL;
     if (listen_fd_owned && listen_fd_ >= 0)
@@ -1035,9 +1102,9 @@ int http_probe(unsigned timeout_ms)
      * One end of a socketpair goes straight to MHD_add_connection(): the probe
      * bypasses the listening socket and max_connections (a full daemon is not a
      * hung one; on_accept_policy() lets AF_UNIX in), and an AF_UNIX address is
-     * outside libmicrohttpd's per-IP count. It is counted in connections_live
-     * like any connection, since its close lowers it; every worker's share
-     * leaves room for it (http_start).
+     * outside libmicrohttpd's per-IP count. It is not in connections_live or
+     * open_connections: probes_live counts it, and one at a time is let in, so
+     * probes cannot pile up on a stalled worker past its share (http_start).
      */
     int sv[2];
     if (daemon_ == NULL ||
@@ -1047,9 +1114,8 @@ int http_probe(unsigned timeout_ms)
     }
     int fd = sv[0];
     struct sockaddr_un peer = {.sun_family = AF_UNIX};
-    if (MHD_add_connection(daemon_, sv[1], (struct sockaddr *)&peer, sizeof(sa_family_t)) !=
-        MHD_YES)
-        goto out_close; /* libmicrohttpd closed sv[1] */
+    if (add_connection(sv[1], (struct sockaddr *)&peer, sizeof(sa_family_t)) != MHD_YES)
+        goto out_close; /* libmicrohttpd closed sv[1] (or a probe is still in) */
     uint64_t deadline = now_usec() + (uint64_t)timeout_ms * 1000;
 
     static const char probe[] = "GET /healthz HTTP/1.1\r\nHost: cairnd\r\n"

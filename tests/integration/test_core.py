@@ -3,6 +3,7 @@ import json
 import re
 import signal
 import socket
+import subprocess
 import threading
 import time
 
@@ -409,6 +410,23 @@ def _get_when_free(d, path="/healthz"):
     return r
 
 
+def _read_reply(s):
+    """The body of one Content-Length reply read from socket 's'."""
+    out = b""
+    while b"\r\n\r\n" not in out:
+        chunk = s.recv(65536)
+        assert chunk, out
+        out += chunk
+    head, body = out.split(b"\r\n\r\n", 1)
+    n = int([l.split(b":", 1)[1] for l in head.split(b"\r\n")
+             if l.lower().startswith(b"content-length:")][0])
+    while len(body) < n:
+        chunk = s.recv(65536)
+        assert chunk, body
+        body += chunk
+    return body[:n]
+
+
 def _live_back(d):
     """Once the clients are gone, every slot max_connections counts is given back: only the
     stats request's own connection is live (connections_live) and open."""
@@ -473,12 +491,18 @@ def test_connection_limits_refuse_cleanly():
         _live_back(d)
     with_daemon(burst, settings={"threads": 2, "max_connections": 8})
 
-    # max_connections_per_ip: a third connection from 127.0.0.1 is refused, 127.0.0.2 is served
+    # max_connections_per_ip: a third connection from 127.0.0.1 is refused, 127.0.0.2 is served;
+    # the refusal is counted once (libmicrohttpd refuses it before the accept policy) and
+    # takes no max_connections slot
     def per_ip(d):
         held = [held_connection(d.port) for _ in range(2)]
         try:
             assert _refused(d.port)
             other = held_connection(d.port, source="127.0.0.2")
+            other.sendall(b"GET /v1/_stats HTTP/1.1\r\nHost: x\r\n\r\n")
+            st = json.loads(_read_reply(other))
+            assert st["counters"]["connections_refused"] == 1, st["counters"]
+            assert st["gauges"]["connections_live"] == 3, st["gauges"]
             other.close()
             held.pop().close()
             _get_when_free(d)
@@ -512,6 +536,63 @@ def test_no_new_connections_while_draining():
         assert d.proc.wait(10) == 0
         assert d.stop() == 0
     finally:
+        d.cleanup()
+
+
+def test_inherited_socket_outlives_the_drain():
+    # socket activation (LISTEN_FDS): the inherited listening socket is served; at SIGTERM
+    # libmicrohttpd gives it back and cairnd leaves it as it was, so a client that connects
+    # while cairnd drains waits in the backlog for the next instance -- here this test, which
+    # accepts it once cairnd is gone and finds it not reset -- and the socket still listens
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(64)
+    port = lsock.getsockname()[1]
+    d = Daemon(binary=FAULTS_BINARY, settings={"threads": 2, "shutdown_timeout": 5},
+               start=False)
+    fd = lsock.fileno()
+    late = None
+    try:
+        d._log = open(d.log_path, "ab")
+        # LISTEN_PID must be cairnd's pid: the shell moves the socket to fd 3 and execs it
+        d.proc = subprocess.Popen(
+            ["/bin/sh", "-c", 'exec 3<&%d; LISTEN_PID=$$ LISTEN_FDS=1 exec "$@"' % fd, "sh",
+             d.binary, "-c", d.config_path],
+            stdin=subprocess.DEVNULL, stdout=d._log, stderr=d._log, env=d.env, pass_fds=(fd,))
+        d.port = port
+        assert d.wait_for(lambda: "listening on" in d.log(), timeout=15), d.log()
+        assert d.get("/healthz").status == 200
+        out = {}
+        hold = threading.Thread(
+            target=lambda: out.setdefault("r", d.get("/_debug/sleep?ms=1500", timeout=10)))
+        hold.start()
+        time.sleep(0.3)
+        d.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        late = socket.create_connection(("127.0.0.1", port), timeout=2)
+        late.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        hold.join()
+        assert out["r"].status == 200, out
+        assert d.stop() == 0
+        # cairnd is gone; the late client is still in the backlog, unanswered and not reset
+        lsock.settimeout(2)
+        conn, _ = lsock.accept()
+        conn.settimeout(2)
+        assert conn.recv(4096).startswith(b"GET /healthz"), "the late request was lost"
+        late.settimeout(0.2)
+        try:
+            got = late.recv(4096)
+        except socket.timeout:
+            got = None
+        assert got is None, "cairnd answered or closed a connection made while it drained: %r" % got
+        conn.close()
+        # and the socket still takes connections
+        s = socket.create_connection(("127.0.0.1", port), timeout=2)
+        s.close()
+    finally:
+        if late is not None:
+            late.close()
+        lsock.close()
         d.cleanup()
 
 

@@ -354,6 +354,9 @@ def test_new_connections_accepted_while_busy():
                                    "backlog took %.2f s" % (t_new, t_old))
         st = d.stats()
         assert st["counters"]["connections_refused"] == 0, st["counters"]
+        # the burst did it (this test fails without one), and every socket it queued is open
+        assert st["counters"]["connections_burst_accepted"] > 0, st["counters"]
+        assert st["gauges"]["connections_live"] == st["gauges"]["open_connections"], st["gauges"]
         assert d.stop() == 0
     finally:
         sel.close()
