@@ -222,8 +222,10 @@ def targets(aggs, scen, scale):
     elif a("S4a", "cairnd-always"):
         c, g = a("S4a", "cairnd-always"), a("S4", "gin")
         r = c.rps / g.rps if g and g.rps else float("nan")
-        rows.append(("S4a", "sync=always vs gin (S4)", ">= 1.5x", "%.2fx, %d errors" % (r, c.errors),
-                     "yes" if r >= 1.5 and c.errors == 0 else "**no**"))
+        # the 1.5x target is S4's, with store.sync=none; gin writes nothing to disk, so this
+        # row is information (the group-commit table is the durable-write figure to track)
+        rows.append(("S4a", "sync=always vs gin (S4)", "(info; the target is S4's)",
+                     "%.2fx, %d errors" % (r, c.errors), "-"))
     nb = nginx_best("S6")
     ratio_row("S6", "nginx", nb, 0.9, "vs the faster nginx")
     errors_row("S7")
