@@ -395,12 +395,18 @@ static enum result list(struct request *req, struct reply *reply, const struct s
             buf_append(&b, d->bytes, d->len);
         }
     } else {
+        /* the version's doc array (kept with it) when it has one; the pipeline compacts a copy */
+        struct doc *const *all = coll_docs(c);
         docs = xmalloc((n ? n : 1) * sizeof(*docs));
-        struct coll_iter it;
-        coll_iter_init(&it, c, 0);
-        for (size_t k = 0; k < n; k++)
-            docs[k] = coll_iter_next(&it);
-        total = query_apply_docs(q, docs, n, &from, &to);
+        if (all != NULL) {
+            memcpy(docs, all, n * sizeof(*docs));
+        } else {
+            struct coll_iter it;
+            coll_iter_init(&it, c, 0);
+            for (size_t k = 0; k < n; k++)
+                docs[k] = coll_iter_next(&it);
+        }
+        total = query_apply_coll(q, c, docs, n, &from, &to);
         for (size_t k = from; k < to; k++) {
             if (k > from)
                 buf_append(&b, ",", 1);

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/coll.h"
 #include "store/doc.h"
 #include "util.h"
 
@@ -939,17 +940,58 @@ static bool needle_absent(const struct query *q, const struct doc *d)
     return !contains_fold(q, d->bytes, d->len);
 }
 
+/* One filter against a stored doc. */
+static bool filter_doc(const struct filter *f, const struct doc *d)
+{
+    struct qv x;
+    json_t *tree;
+    bool found = doc_path(&f->path, d, &x, &tree);
+    bool ok = filter_test(f, found ? &x : NULL);
+    json_decref(tree);
+    return ok;
+}
+
+/* One filter against cell 'cell' of a column (coll_column), 'd' its doc. */
+static bool filter_cell(const struct filter *f, const struct coll_cell *cell, const struct doc *d)
+{
+    struct qv x;
+
+    switch (cell->kind) {
+    case COLL_CELL_MISSING:
+        return filter_test(f, NULL);
+    case COLL_CELL_SCALAR:
+        x.type = (enum doc_type)cell->type;
+        x.i = x.type == DOC_INT ? cell->v.i : 0;
+        x.d = x.type == DOC_REAL ? cell->v.d : 0;
+        x.s = x.type == DOC_STRING ? cell->v.s : NULL;
+        x.len = x.type == DOC_STRING ? cell->len : 0;
+        x.j = NULL;
+        if (f->op == OP_EQ || f->op == OP_NE) {
+            /* filter_test for a scalar, without its calls per value: the common case */
+            bool eq = false;
+            for (size_t i = 0; i < f->nvalues && !eq; i++)
+                eq = scalar_eq(&f->values[i], &x);
+            return f->op == OP_EQ ? eq : !eq;
+        }
+        return filter_test(f, &x);
+    default:
+        return filter_doc(f, d);
+    }
+}
+
+static bool needle_match(const struct query *q, const struct doc *d);
+
 bool query_match_doc(const struct query *q, const struct doc *d)
 {
-    for (size_t i = 0; i < q->nfilters; i++) {
-        struct qv x;
-        json_t *tree;
-        bool found = doc_path(&q->filters[i].path, d, &x, &tree);
-        bool ok = filter_test(&q->filters[i], found ? &x : NULL);
-        json_decref(tree);
-        if (!ok)
+    for (size_t i = 0; i < q->nfilters; i++)
+        if (!filter_doc(&q->filters[i], d))
             return false;
-    }
+    return needle_match(q, d);
+}
+
+/* The q= part of query_match_doc: true when there is none. */
+static bool needle_match(const struct query *q, const struct doc *d)
+{
     if (q->needle != NULL) {
         if (needle_absent(q, d))
             return false;
@@ -1400,13 +1442,34 @@ size_t query_apply(const struct query *q, struct query_item *items, size_t n, si
 size_t query_apply_docs(const struct query *q, const struct doc **docs, size_t n, size_t *from,
                         size_t *to)
 {
+    return query_apply_coll(q, NULL, docs, n, from, to);
+}
+
+size_t query_apply_coll(const struct query *q, const struct coll *c, const struct doc **docs,
+                        size_t n, size_t *from, size_t *to)
+{
     size_t kept = n;
 
     if (query_has_filter(q)) {
+        /* a filter on one top-level member reads its column when the collection has one */
+        const struct coll_cell **cols = xcalloc(q->nfilters ? q->nfilters : 1, sizeof(*cols));
+        bool any = false;
+        for (size_t f = 0; c != NULL && f < q->nfilters; f++) {
+            const struct path *p = &q->filters[f].path;
+            if (p->nseg == 1 && p->seg[0].index < 0)
+                cols[f] = coll_column(c, p->seg[0].key, p->seg[0].len);
+            any = any || cols[f] != NULL;
+        }
         kept = 0;
-        for (size_t i = 0; i < n; i++)
-            if (query_match_doc(q, docs[i]))
+        for (size_t i = 0; i < n; i++) {
+            bool ok = true;
+            for (size_t f = 0; ok && f < q->nfilters; f++)
+                ok = any && cols[f] != NULL ? filter_cell(&q->filters[f], &cols[f][i], docs[i])
+                                            : filter_doc(&q->filters[f], docs[i]);
+            if (ok && needle_match(q, docs[i]))
                 docs[kept++] = docs[i];
+        }
+        free(cols);
     }
     query_slice(q, kept, from, to);
     if (q->nkeys > 0 && kept >= 2 && *to > 0) {

@@ -141,6 +141,16 @@ size_t query_apply(const struct query *q, struct query_item *items, size_t n, si
 size_t query_apply_docs(const struct query *q, const struct doc **docs, size_t n, size_t *from,
                         size_t *to);
 
+struct coll;
+/*
+ * query_apply_docs over docs[0..n) that are collection 'c''s docs in
+ * insertion order (docs[k] is coll_docs(c)[k]): a filter on one top-level
+ * member reads coll_column(c, ...) instead of each doc where the column has
+ * the value (the same value doc_path() would read). Same results.
+ */
+size_t query_apply_coll(const struct query *q, const struct coll *c, const struct doc **docs,
+                        size_t n, size_t *from, size_t *to);
+
 /*
  * The Link header value for a _page request, as json-server 0.17 builds it
  * (first, prev, next, last as applicable) but with relative URLs:

@@ -16,6 +16,22 @@ struct list_bytes {
 /* Marks a version whose list is over COLL_LIST_CACHE_MAX: never built. */
 static struct list_bytes too_big;
 
+/* The docs of one version in insertion order (coll_docs). */
+struct doc_array {
+    size_t n;
+    struct doc *docs[];
+};
+
+static struct doc_array docs_too_big;
+
+/* One member's cells (coll_column), in a version's list of columns. */
+struct column {
+    struct column *next;
+    size_t name_len;
+    struct coll_cell *cells;
+    char name[];
+};
+
 struct coll {
     _Atomic uint32_t refs;
     /*
@@ -25,6 +41,9 @@ struct coll {
      * as far as any reader can tell.
      */
     _Atomic(struct list_bytes *) list;
+    /* Built lazily the same way, for the query engine: coll_docs(), coll_column(). */
+    _Atomic(struct doc_array *) docs;
+    _Atomic(struct column *) columns;
     uint64_t rev;
     uint64_t next_seq;
     uint64_t n_str_ids; /* members whose "id" is a JSON string */
@@ -120,6 +139,16 @@ void coll_release(struct coll *c)
     struct list_bytes *lb = atomic_load_explicit(&c->list, memory_order_acquire);
     if (lb != &too_big)
         free(lb);
+    struct doc_array *da = atomic_load_explicit(&c->docs, memory_order_acquire);
+    if (da != &docs_too_big)
+        free(da);
+    struct column *col = atomic_load_explicit(&c->columns, memory_order_acquire);
+    while (col != NULL) {
+        struct column *next = col->next;
+        free(col->cells);
+        free(col);
+        col = next;
+    }
     free(c);
     atomic_fetch_sub_explicit(&live_colls, 1, memory_order_relaxed);
 }
@@ -131,6 +160,8 @@ static struct coll *alloc(const char *name, uint64_t rev)
 
     atomic_init(&c->refs, 1);
     atomic_init(&c->list, NULL);
+    atomic_init(&c->docs, NULL);
+    atomic_init(&c->columns, NULL);
     c->rev = rev;
     c->next_seq = 1;
     c->n_str_ids = 0;
@@ -294,6 +325,88 @@ const char *coll_list_bytes(const struct coll *cc, size_t *len)
         return NULL;
     *len = lb->len;
     return lb->data;
+}
+
+struct doc *const *coll_docs(const struct coll *cc)
+{
+    struct coll *c = (struct coll *)cc; /* a cache: see 'list' */
+    struct doc_array *da = atomic_load_explicit(&c->docs, memory_order_acquire), *expect = NULL;
+
+    if (da == NULL) {
+        size_t n = coll_count(c);
+        if (n > COLL_DOCS_CACHE_MAX) {
+            da = &docs_too_big;
+        } else {
+            struct coll_iter it;
+            da = xmalloc(sizeof(*da) + n * sizeof(da->docs[0]));
+            da->n = n;
+            coll_iter_init(&it, c, 0);
+            for (size_t k = 0; k < n; k++)
+                da->docs[k] = coll_iter_next(&it);
+        }
+        if (!atomic_compare_exchange_strong_explicit(&c->docs, &expect, da, memory_order_acq_rel,
+                                                     memory_order_acquire)) {
+            if (da != &docs_too_big)
+                free(da);
+            da = expect;
+        }
+    }
+    return da == &docs_too_big ? NULL : (struct doc *const *)da->docs;
+}
+
+/* What a filter on top-level member 'name' reads from 'd' (coll.h: struct coll_cell). */
+static void cell_of(const struct doc *d, const char *name, size_t name_len, struct coll_cell *out)
+{
+    const struct doc_member *m = d->indexed ? doc_member(d, name, name_len) : NULL;
+
+    memset(out, 0, sizeof(*out));
+    if (!d->indexed || (m == NULL && d->esc_names)) {
+        out->kind = COLL_CELL_READ_DOC; /* no index, or the name may be an escaped one */
+    } else if (m == NULL) {
+        out->kind = COLL_CELL_MISSING;
+    } else if (m->type == DOC_ARRAY || m->type == DOC_OBJECT ||
+               (m->type == DOC_STRING && (m->flags & DOC_ESCAPED))) {
+        out->kind = COLL_CELL_READ_DOC;
+    } else {
+        out->kind = COLL_CELL_SCALAR;
+        out->type = m->type;
+        if (m->type == DOC_INT)
+            out->v.i = m->v.i;
+        else if (m->type == DOC_REAL)
+            out->v.d = m->v.d;
+        else if (m->type == DOC_STRING) {
+            out->v.s = d->bytes + m->v.s.off;
+            out->len = m->v.s.len;
+        }
+    }
+}
+
+const struct coll_cell *coll_column(const struct coll *cc, const char *name, size_t name_len)
+{
+    struct coll *c = (struct coll *)cc; /* a cache: see 'list' */
+    struct column *head = atomic_load_explicit(&c->columns, memory_order_acquire);
+    size_t have = 0;
+
+    for (struct column *col = head; col != NULL; col = col->next, have++)
+        if (col->name_len == name_len && memcmp(col->name, name, name_len) == 0)
+            return col->cells;
+    struct doc *const *docs = coll_docs(c);
+    size_t n = coll_count(c);
+    if (have >= COLL_MAX_COLUMNS || docs == NULL || n > COLL_COLUMN_MAX_DOCS || n == 0)
+        return NULL;
+    struct column *col = xmalloc(sizeof(*col) + name_len + 1);
+    memcpy(col->name, name, name_len);
+    col->name[name_len] = '\0';
+    col->name_len = name_len;
+    col->cells = xmalloc(n * sizeof(*col->cells));
+    for (size_t k = 0; k < n; k++)
+        cell_of(docs[k], name, name_len, &col->cells[k]);
+    /* pushed on the list; another reader may have pushed the same name meanwhile: harmless */
+    col->next = head;
+    while (!atomic_compare_exchange_weak_explicit(&c->columns, &col->next, col,
+                                                  memory_order_acq_rel, memory_order_acquire))
+        ;
+    return col->cells;
 }
 
 uint64_t coll_live(void)

@@ -61,7 +61,48 @@ uint64_t coll_next_seq(const struct coll *c);
  */
 const char *coll_list_bytes(const struct coll *c, size_t *len);
 
-/* Returns 'c' with one more reference (the count and the list cache are the mutable fields). */
+/* Collections with more docs than this get no coll_docs() array (8 bytes a doc). */
+#define COLL_DOCS_CACHE_MAX ((size_t)1 << 19)
+
+/*
+ * Borrowed: the docs in insertion order (coll_count() of them), built on the
+ * first call and kept with this version like coll_list_bytes(); NULL over
+ * COLL_DOCS_CACHE_MAX docs.
+ */
+struct doc *const *coll_docs(const struct coll *c);
+
+/*
+ * What a query filter on the top-level member 'name' reads from each doc,
+ * in insertion order (cell k is coll_docs()[k]'s): the scalar itself, that the
+ * doc has no such member, or that the doc must be read (no member index, an
+ * array or object, a string with escapes, or a name that may be escaped) --
+ * exactly the cases the query engine's doc_path() reads from the index
+ * without parsing. 16 bytes a doc, contiguous: a filter over a collection
+ * scans this instead of every doc's allocation.
+ */
+enum coll_cell_kind { COLL_CELL_MISSING, COLL_CELL_SCALAR, COLL_CELL_READ_DOC };
+struct coll_cell {
+    uint8_t kind; /* enum coll_cell_kind */
+    uint8_t type; /* enum doc_type, for COLL_CELL_SCALAR */
+    uint32_t len; /* DOC_STRING: bytes at v.s */
+    union {
+        int64_t i;
+        double d;
+        const char *s; /* in the doc's bytes: valid while the version is */
+    } v;
+};
+/* Columns kept per version, and the largest collection that gets one (4 MiB of cells). */
+#define COLL_MAX_COLUMNS 4
+#define COLL_COLUMN_MAX_DOCS ((size_t)1 << 18)
+
+/*
+ * Borrowed: the cells of member 'name' (name_len bytes) for every doc, built
+ * on the first call and kept with this version; NULL when the collection is
+ * empty, over COLL_COLUMN_MAX_DOCS, or already has COLL_MAX_COLUMNS columns.
+ */
+const struct coll_cell *coll_column(const struct coll *c, const char *name, size_t name_len);
+
+/* Returns 'c' with one more reference (the count and the caches are the mutable fields). */
 struct coll *coll_retain(const struct coll *c);
 /* Drops a reference; the last one releases the maps (and docs only they hold). */
 void coll_release(struct coll *c);
