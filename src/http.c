@@ -384,6 +384,13 @@ static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const cha
         c->query_bad = true;
         return MHD_NO;
     }
+    /*
+     * Owned by the context like the rest, and only made when the request has
+     * arguments: 1 KiB inline made every context too large for malloc's
+     * per-thread cache (its calloc cost ~1,500 instructions of a small GET).
+     */
+    if (c->req.query == NULL)
+        c->req.query = xmalloc(REQUEST_MAX_QUERY * sizeof(*c->req.query));
     c->req.query[c->req.nquery].name = key;
     c->req.query[c->req.nquery].value = value;
     c->req.nquery++;
@@ -557,6 +564,7 @@ static void ctx_free(struct ctx *c)
     buf_cleanup(&c->body);
     config_release(c->cfg);
     free(c->path);
+    free(c->req.query);
     free(c);
     STATS_INC(request_contexts_freed);
 }

@@ -37,7 +37,7 @@ struct request {
     const char *method_name;
     const char *path;                        /* decoded URL path, without the query */
     const char *params[REQUEST_MAX_PARAMS]; /* path parameters, in pattern order */
-    struct request_arg query[REQUEST_MAX_QUERY];
+    struct request_arg *query; /* nquery of them (room for REQUEST_MAX_QUERY); NULL when none */
     size_t nquery;
     const char *if_match;      /* NULL when absent */
     const char *if_none_match; /* NULL when absent */
