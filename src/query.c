@@ -1454,9 +1454,12 @@ size_t query_apply_coll(const struct query *q, const struct coll *c, const struc
         /* a filter on one top-level member reads its column when the collection has one */
         const struct coll_cell **cols = xcalloc(q->nfilters ? q->nfilters : 1, sizeof(*cols));
         bool any = false;
+        if (c != NULL && n != coll_count(c))
+            panic("query_apply_coll: %zu docs for a collection of %zu", n, coll_count(c));
         for (size_t f = 0; c != NULL && f < q->nfilters; f++) {
+            /* one segment: doc_path() reads the member by name, as the cells do */
             const struct path *p = &q->filters[f].path;
-            if (p->nseg == 1 && p->seg[0].index < 0)
+            if (p->nseg == 1)
                 cols[f] = coll_column(c, p->seg[0].key, p->seg[0].len);
             any = any || cols[f] != NULL;
         }

@@ -381,31 +381,75 @@ static void cell_of(const struct doc *d, const char *name, size_t name_len, stru
     }
 }
 
+/*
+ * The column named 'name' in the list from 'head' (*found), and how many of
+ * the listed columns count toward COLL_MAX_COLUMNS (*kept: those with cells)
+ * and how many are markers (*markers: no scalar cell, nothing kept).
+ */
+static struct column *column_find(struct column *head, const char *name, size_t name_len,
+                                  size_t *kept, size_t *markers)
+{
+    *kept = *markers = 0;
+    for (struct column *col = head; col != NULL; col = col->next) {
+        if (col->name_len == name_len && memcmp(col->name, name, name_len) == 0)
+            return col;
+        if (col->cells != NULL)
+            (*kept)++;
+        else
+            (*markers)++;
+    }
+    return NULL;
+}
+
+static void column_free(struct column *col)
+{
+    free(col->cells);
+    free(col);
+}
+
 const struct coll_cell *coll_column(const struct coll *cc, const char *name, size_t name_len)
 {
     struct coll *c = (struct coll *)cc; /* a cache: see 'list' */
-    struct column *head = atomic_load_explicit(&c->columns, memory_order_acquire);
-    size_t have = 0;
+    struct column *head = atomic_load_explicit(&c->columns, memory_order_acquire), *col;
+    size_t kept, markers;
 
-    for (struct column *col = head; col != NULL; col = col->next, have++)
-        if (col->name_len == name_len && memcmp(col->name, name, name_len) == 0)
-            return col->cells;
+    col = column_find(head, name, name_len, &kept, &markers);
+    if (col != NULL)
+        return col->cells;
     struct doc *const *docs = coll_docs(c);
     size_t n = coll_count(c);
-    if (have >= COLL_MAX_COLUMNS || docs == NULL || n > COLL_COLUMN_MAX_DOCS || n == 0)
+    if (kept >= COLL_MAX_COLUMNS || markers >= COLL_MAX_MARKERS || docs == NULL ||
+        n > COLL_COLUMN_MAX_DOCS || n == 0)
         return NULL;
-    struct column *col = xmalloc(sizeof(*col) + name_len + 1);
+    col = xmalloc(sizeof(*col) + name_len + 1);
     memcpy(col->name, name, name_len);
     col->name[name_len] = '\0';
     col->name_len = name_len;
     col->cells = xmalloc(n * sizeof(*col->cells));
-    for (size_t k = 0; k < n; k++)
+    bool scalar = false;
+    for (size_t k = 0; k < n; k++) {
         cell_of(docs[k], name, name_len, &col->cells[k]);
-    /* pushed on the list; another reader may have pushed the same name meanwhile: harmless */
+        scalar = scalar || col->cells[k].kind == COLL_CELL_SCALAR;
+    }
+    if (!scalar) {
+        /* no doc holds a scalar there (absent, or arrays/objects): a marker, so as not to rebuild */
+        free(col->cells);
+        col->cells = NULL;
+    }
+    /*
+     * Pushed on the list unless another reader published the same name (or
+     * filled the list) meanwhile: then theirs is used and ours freed, so a
+     * name has one column and the caps hold.
+     */
     col->next = head;
     while (!atomic_compare_exchange_weak_explicit(&c->columns, &col->next, col,
-                                                  memory_order_acq_rel, memory_order_acquire))
-        ;
+                                                  memory_order_acq_rel, memory_order_acquire)) {
+        struct column *other = column_find(col->next, name, name_len, &kept, &markers);
+        if (other != NULL || kept >= COLL_MAX_COLUMNS || markers >= COLL_MAX_MARKERS) {
+            column_free(col);
+            return other != NULL ? other->cells : NULL;
+        }
+    }
     return col->cells;
 }
 

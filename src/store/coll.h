@@ -91,14 +91,21 @@ struct coll_cell {
         const char *s; /* in the doc's bytes: valid while the version is */
     } v;
 };
-/* Columns kept per version, and the largest collection that gets one (4 MiB of cells). */
+/*
+ * Columns kept per version, markers (a name no doc holds a scalar under: nothing
+ * kept, so that it is not scanned again), and the largest collection that gets
+ * a column (4 MiB of cells).
+ */
 #define COLL_MAX_COLUMNS 4
+#define COLL_MAX_MARKERS 16
 #define COLL_COLUMN_MAX_DOCS ((size_t)1 << 18)
 
 /*
  * Borrowed: the cells of member 'name' (name_len bytes) for every doc, built
- * on the first call and kept with this version; NULL when the collection is
- * empty, over COLL_COLUMN_MAX_DOCS, or already has COLL_MAX_COLUMNS columns.
+ * on the first call and kept with this version; the same pointer for every
+ * caller once published. NULL when no doc holds a scalar under 'name', when
+ * the collection is empty or over COLL_COLUMN_MAX_DOCS, or when it already
+ * has COLL_MAX_COLUMNS columns (or COLL_MAX_MARKERS markers): read the docs.
  */
 const struct coll_cell *coll_column(const struct coll *c, const char *name, size_t name_len);
 

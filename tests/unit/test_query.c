@@ -855,30 +855,41 @@ static void test_bulk(void)
  */
 static void test_stored_slow_paths(void)
 {
-    static const char *const texts[] = {
+    /* the 4th has a member name over 65,535 bytes: no member index (made below) */
+    const char *texts[] = {
         "{\"id\":1,\"a\\\"b\":1,\"s\":\"x\\\"y\",\"n\":{\"k\":[1,2]},\"t\":[\"u\",\"v\"]}",
         "{\"id\":2,\"s\":\"x\\\"y\",\"n\":{\"k\":[3]},\"t\":\"u\",\"w\":\"caf\\u00e9 "
         "w\\u00f6rld\"}",
         "{\"id\":3,\"s\":\"plain\",\"n\":7,\"n.k\":2,\"t\":[[\"u\"]],\"w\":\"WORLD\"}",
+        NULL,
     };
-    static const char *const queries[] = {
-        "a%22b=1",
-        "s=x%22y",
-        "n.k=2",
-        "n.k=3",
-        "n.k_gte=2",
-        "t=u",
-        "t_ne=u",
-        "q=world",
-        "q=x%22",
-        "_sort=s",
-        "_sort=n.k&_order=desc",
-        "_sort=t",
-        "w_like=%C3%B6",
-        "s_ne=plain",
-        "n.k.0=1",
-        "n=7",
-        "a%22b_ne=2",
+    char *unindexed = xmalloc(70000 + 64);
+    memset(unindexed, 0, 70000 + 64);
+    strcpy(unindexed, "{\"id\":4,\"s\":\"plain\",\"n\":7,\"");
+    memset(unindexed + strlen(unindexed), 'x', 70000);
+    strcat(unindexed, "\":1}");
+    texts[3] = unindexed;
+    /* each query, and the member a column must be made for (NULL: none) */
+    static const struct {
+        const char *query, *column;
+    } queries[] = {
+        {"a%22b=1", NULL}, /* only an escaped name: no doc holds a scalar the index finds */
+        {"s=x%22y", "s"},
+        {"n.k=2", NULL}, /* two segments */
+        {"n.k=3", NULL},
+        {"n.k_gte=2", NULL},
+        {"t=u", "t"},
+        {"t_ne=u", "t"},
+        {"q=world", NULL},
+        {"q=x%22", NULL},
+        {"_sort=s", NULL},
+        {"_sort=n.k&_order=desc", NULL},
+        {"_sort=t", NULL},
+        {"w_like=%C3%B6", "w"},
+        {"s_ne=plain", "s"},
+        {"n.k.0=1", NULL},
+        {"n=7", "n"},
+        {"a%22b_ne=2", NULL},
     };
     enum { N = ARRAY_LEN(texts) };
     json_t *trees[N];
@@ -894,7 +905,8 @@ static void test_stored_slow_paths(void)
     }
     if (!ds[0]->indexed || !ds[0]->esc_names)
         ok = false, printf("#   doc 1 should be indexed, with an escaped name\n");
-    struct coll *coll = coll_build("slow", 1, ds, N, NULL);
+    if (ds[N - 1]->indexed)
+        ok = false, printf("#   doc %d should have no index\n", N);
     /* a name the index finds needs no parse of a doc with an escaped name; a miss does */
     struct query *hit = must_parse("s=x%22y&id=1"), *miss = must_parse("zz=1");
     uint64_t p0 = doc_parse_count();
@@ -908,7 +920,7 @@ static void test_stored_slow_paths(void)
     query_free(hit);
     query_free(miss);
     for (size_t k = 0; k < ARRAY_LEN(queries); k++) {
-        struct query *q = must_parse(queries[k]);
+        struct query *q = must_parse(queries[k].query);
         struct query_item items[N];
         const struct doc *sd[N];
         size_t f1, t1, f2, t2;
@@ -922,30 +934,41 @@ static void test_stored_slow_paths(void)
         for (size_t i = f1; same && i < t1; i++)
             same = items[i].ref == sd[i];
         if (!same) {
-            printf("#   %s: tree and stored docs disagree (%zu vs %zu matches)\n", queries[k], n1,
-                   n2);
+            printf("#   %s: tree and stored docs disagree (%zu vs %zu matches)\n", queries[k].query,
+                   n1, n2);
             ok = false;
         }
-        /* and the collection's columns (escaped names, nested values: read from the doc) */
+        /*
+         * and through a collection's columns (escaped names, nested values, the
+         * unindexed doc: read from the doc), a new version per query so that each
+         * filter gets its column; one is made for a name a doc holds a scalar under
+         */
+        struct coll *coll = coll_build("slow", 1, ds, N, NULL);
         for (size_t i = 0; i < N; i++)
             sd[i] = ds[i];
         n2 = query_apply_coll(q, coll, sd, N, &f2, &t2);
+        const char *col = queries[k].column;
+        if (col != NULL && coll_column(coll, col, strlen(col)) == NULL) {
+            printf("#   %s: no column was made for '%s'\n", queries[k].query, col);
+            ok = false;
+        }
+        coll_release(coll);
         same = n1 == n2 && f1 == f2 && t1 == t2;
         for (size_t i = f1; same && i < t1; i++)
             same = items[i].ref == sd[i];
         if (!same) {
-            printf("#   %s: tree and the columns disagree (%zu vs %zu matches)\n", queries[k], n1,
-                   n2);
+            printf("#   %s: tree and the columns disagree (%zu vs %zu matches)\n", queries[k].query,
+                   n1, n2);
             ok = false;
         }
         query_free(q);
     }
     report(ok, "stored docs: unindexed, escaped, nested and q agree with the tree", NULL);
-    coll_release(coll);
     for (size_t i = 0; i < N; i++) {
         json_decref(trees[i]);
         doc_release(ds[i]);
     }
+    free(unindexed);
 }
 
 /*

@@ -1477,6 +1477,86 @@ static void test_list_cache(void)
     store_free(st);
 }
 
+struct column_race {
+    const struct coll *c;
+    const char *name;
+    const struct coll_cell *got;
+    struct doc *const *docs;
+};
+
+static void *column_racer(void *arg)
+{
+    struct column_race *r = arg;
+    r->docs = coll_docs(r->c);
+    r->got = coll_column(r->c, r->name, strlen(r->name));
+    return NULL;
+}
+
+static void test_query_caches(void)
+{
+    struct store *st = store_new(NULL);
+    CHECK(wr1(st, STORE_POST, "c", NULL, "{\"v\":7,\"s\":\"a\",\"o\":{\"k\":1}}") == STORE_CREATED);
+    CHECK(wr1(st, STORE_POST, "c", NULL, "{\"v\":2.5,\"s\":\"q\\\"q\",\"o\":[1]}") ==
+          STORE_CREATED);
+    CHECK(wr1(st, STORE_POST, "c", NULL, "{\"s\":null,\"o\":{}}") == STORE_CREATED);
+    struct snap *s0 = store_acquire(st);
+    const struct coll *c = snap_coll(s0, "c");
+
+    /* first use by eight threads at once, on two names: one column a name, every thread gets it */
+    struct column_race r[8];
+    pthread_t th[8];
+    for (int i = 0; i < 8; i++) {
+        r[i].c = c;
+        r[i].name = i % 2 ? "v" : "s";
+        CHECK(pthread_create(&th[i], NULL, column_racer, &r[i]) == 0);
+    }
+    for (int i = 0; i < 8; i++)
+        CHECK(pthread_join(th[i], NULL) == 0);
+    for (int i = 2; i < 8; i++)
+        CHECK(r[i].got != NULL && r[i].got == r[i % 2].got && r[i].docs == r[0].docs);
+    struct doc *const *docs = coll_docs(c);
+    CHECK(docs == r[0].docs && docs[0]->seq == 1 && docs[2]->seq == 3);
+
+    /* the cells: what the query engine's fast path reads, or "read the doc" */
+    const struct coll_cell *v = coll_column(c, "v", 1), *sc = coll_column(c, "s", 1);
+    CHECK(v == r[1].got && sc == r[0].got);
+    CHECK(v[0].kind == COLL_CELL_SCALAR && v[0].type == DOC_INT && v[0].v.i == 7);
+    CHECK(v[1].kind == COLL_CELL_SCALAR && v[1].type == DOC_REAL && v[1].v.d == 2.5);
+    CHECK(v[2].kind == COLL_CELL_MISSING);
+    CHECK(sc[0].kind == COLL_CELL_SCALAR && sc[0].type == DOC_STRING && sc[0].len == 1 &&
+          sc[0].v.s[0] == 'a');
+    CHECK(sc[1].kind == COLL_CELL_READ_DOC); /* an escaped string */
+    CHECK(sc[2].kind == COLL_CELL_SCALAR && sc[2].type == DOC_NULL);
+    /* no scalar under the name (objects, arrays, or none at all): nothing kept */
+    CHECK(coll_column(c, "o", 1) == NULL && coll_column(c, "o", 1) == NULL);
+    CHECK(coll_column(c, "zz", 2) == NULL);
+    /* at most COLL_MAX_COLUMNS columns, and COLL_MAX_MARKERS markers, a version */
+    CHECK(wr1(st, STORE_POST, "w", NULL,
+              "{\"a\":1,\"b\":1,\"c\":1,\"d\":1,\"e\":1,\"f\":1}") == STORE_CREATED);
+    struct snap *s1 = store_acquire(st);
+    const struct coll *w = snap_coll(s1, "w");
+    const char *names[] = {"a", "b", "c", "d", "e"};
+    for (size_t i = 0; i < 5; i++)
+        CHECK((coll_column(w, names[i], 1) != NULL) == (i < COLL_MAX_COLUMNS));
+    for (int i = 0; i < COLL_MAX_MARKERS + 2; i++) {
+        char miss[16];
+        snprintf(miss, sizeof(miss), "m%d", i);
+        CHECK(coll_column(w, miss, strlen(miss)) == NULL);
+    }
+    CHECK(coll_column(w, "a", 1) != NULL);
+    /* a new version has its own; the old one keeps its own */
+    CHECK(wr1(st, STORE_DELETE, "c", "1", NULL) == STORE_OK);
+    struct snap *s2 = store_acquire(st);
+    const struct coll *c2 = snap_coll(s2, "c");
+    const struct coll_cell *v2 = coll_column(c2, "v", 1);
+    CHECK(v2 != NULL && v2 != v && v2[0].type == DOC_REAL && coll_count(c2) == 2);
+    CHECK(coll_column(c, "v", 1) == v && v[0].v.i == 7);
+    snap_release(s0);
+    snap_release(s1);
+    snap_release(s2);
+    store_free(st);
+}
+
 static void test_nothing_leaks(void)
 {
     CHECK(snap_live() == 0);
@@ -1708,6 +1788,7 @@ static const struct test_case all_cases[] = {
     {"PATCH of a stored doc that cannot be parsed: STORE_DAMAGED", test_damaged_doc},
     {"a doc of 4 GiB or more: STORE_TOO_LARGE, no abort", test_too_large_doc},
     {"the whole-list cache of a collection version", test_list_cache},
+    {"the query caches of a collection version: doc array and columns", test_query_caches},
     {"everything is freed", test_nothing_leaks},
     {NULL, NULL},
 };
