@@ -514,17 +514,24 @@ def test_connection_limits_refuse_cleanly():
     with_daemon(per_ip, settings={"max_connections_per_ip": 2})
 
 
+def _sigterm_while_a_request_sleeps(d):
+    """Sends SIGTERM to 'd' (a FAULTS_BINARY daemon) while a 1.5 s request is in flight, and
+    returns once cairnd drains: (the request's thread, a dict whose "r" is its reply)."""
+    out = {}
+    hold = threading.Thread(
+        target=lambda: out.setdefault("r", d.get("/_debug/sleep?ms=1500", timeout=10)))
+    hold.start()
+    time.sleep(0.3)
+    d.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    return hold, out
+
+
 def test_no_new_connections_while_draining():
     # once SIGTERM is taken nothing new is accepted; the request in flight still finishes
     d = Daemon(binary=FAULTS_BINARY, settings={"shutdown_timeout": 5})
     try:
-        out = {}
-        hold = threading.Thread(
-            target=lambda: out.setdefault("r", d.get("/_debug/sleep?ms=1500", timeout=10)))
-        hold.start()
-        time.sleep(0.3)
-        d.send_signal(signal.SIGTERM)
-        time.sleep(0.3)
+        hold, out = _sigterm_while_a_request_sleeps(d)
         # cairnd's own listening socket is closed while draining: refused at once
         try:
             s = socket.create_connection(("127.0.0.1", d.port), timeout=0.8)
@@ -562,13 +569,7 @@ def test_inherited_socket_outlives_the_drain():
         d.port = port
         assert d.wait_for(lambda: "listening on" in d.log(), timeout=15), d.log()
         assert d.get("/healthz").status == 200
-        out = {}
-        hold = threading.Thread(
-            target=lambda: out.setdefault("r", d.get("/_debug/sleep?ms=1500", timeout=10)))
-        hold.start()
-        time.sleep(0.3)
-        d.send_signal(signal.SIGTERM)
-        time.sleep(0.3)
+        hold, out = _sigterm_while_a_request_sleeps(d)
         late = socket.create_connection(("127.0.0.1", port), timeout=2)
         late.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         hold.join()
