@@ -432,7 +432,7 @@ const struct coll_cell *coll_column(const struct coll *cc, const char *name, siz
         scalar = scalar || col->cells[k].kind == COLL_CELL_SCALAR;
     }
     if (!scalar) {
-        /* no doc holds a scalar there (absent, or arrays/objects): a marker, so as not to rebuild */
+        /* no doc holds a scalar there (absent, arrays, objects): a marker, not rebuilt */
         free(col->cells);
         col->cells = NULL;
     }

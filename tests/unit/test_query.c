@@ -853,6 +853,22 @@ static void test_bulk(void)
  * name), an escaped string value, nested members, and q -- each must agree
  * with the same query over the parsed tree.
  */
+/*
+ * Whether a pipeline over stored docs (sd: n2 matches, slice [f2, t2)) gave the tree pipeline's
+ * answer (items: n1, [f1, t1)); prints why not, naming 'query' and 'what' was compared.
+ */
+static bool slice_agrees(const char *query, const char *what, const struct query_item *items,
+                         size_t n1, size_t f1, size_t t1, const struct doc *const *sd, size_t n2,
+                         size_t f2, size_t t2)
+{
+    bool same = n1 == n2 && f1 == f2 && t1 == t2;
+    for (size_t i = f1; same && i < t1; i++)
+        same = items[i].ref == sd[i];
+    if (!same)
+        printf("#   %s: tree and %s disagree (%zu vs %zu matches)\n", query, what, n1, n2);
+    return same;
+}
+
 static void test_stored_slow_paths(void)
 {
     /* the 4th has a member name over 65,535 bytes: no member index (made below) */
@@ -930,14 +946,7 @@ static void test_stored_slow_paths(void)
         }
         size_t n1 = query_apply(q, items, N, &f1, &t1);
         size_t n2 = query_apply_docs(q, sd, N, &f2, &t2);
-        bool same = n1 == n2 && f1 == f2 && t1 == t2;
-        for (size_t i = f1; same && i < t1; i++)
-            same = items[i].ref == sd[i];
-        if (!same) {
-            printf("#   %s: tree and stored docs disagree (%zu vs %zu matches)\n", queries[k].query,
-                   n1, n2);
-            ok = false;
-        }
+        ok = slice_agrees(queries[k].query, "stored docs", items, n1, f1, t1, sd, n2, f2, t2) && ok;
         /*
          * and through a collection's columns (escaped names, nested values, the
          * unindexed doc: read from the doc), a new version per query so that each
@@ -953,14 +962,7 @@ static void test_stored_slow_paths(void)
             ok = false;
         }
         coll_release(coll);
-        same = n1 == n2 && f1 == f2 && t1 == t2;
-        for (size_t i = f1; same && i < t1; i++)
-            same = items[i].ref == sd[i];
-        if (!same) {
-            printf("#   %s: tree and the columns disagree (%zu vs %zu matches)\n", queries[k].query,
-                   n1, n2);
-            ok = false;
-        }
+        ok = slice_agrees(queries[k].query, "the columns", items, n1, f1, t1, sd, n2, f2, t2) && ok;
         query_free(q);
     }
     report(ok, "stored docs: unindexed, escaped, nested and q agree with the tree", NULL);
