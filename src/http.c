@@ -1045,6 +1045,21 @@ int http_start(const struct config *cfg, int listen_fd, char *err, size_t errlen
     return 0;
 }
 
+/*
+ * Once: no burst takes a socket any more (one past its check is waited for)
+ * and libmicrohttpd gives the listening socket back, so MHD_stop_daemon()
+ * never shuts it down.
+ */
+static void stop_accepting(void)
+{
+    if (!atomic_exchange(&accepting, false))
+        return;
+    while (atomic_load(&bursts) != 0)
+        usleep(1000);
+    if (MHD_quiesce_daemon(daemon_) == MHD_INVALID_SOCKET)
+        log_msg(LOG_ERR, NULL, "libmicrohttpd did not give the listening socket back");
+}
+
 uint64_t http_quiesce(uint64_t timeout_ms)
 {
     if (daemon_ == NULL)
@@ -1057,11 +1072,7 @@ uint64_t http_quiesce(uint64_t timeout_ms)
      * that may still be in accept() on it are gone. An inherited one (socket
      * activation) stays as it was for the next start.
      */
-    atomic_store(&accepting, false);
-    while (atomic_load(&bursts) != 0) /* a burst past its check may still take one socket */
-        usleep(1000);
-    if (MHD_quiesce_daemon(daemon_) == MHD_INVALID_SOCKET)
-        log_msg(LOG_ERR, NULL, "libmicrohttpd did not give the listening socket back");
+    stop_accepting();
     if (listen_fd_owned && listen_fd_ >= 0)
         shutdown(listen_fd_, SHUT_RDWR);
     uint64_t deadline = now_usec() + timeout_ms * 1000;
@@ -1087,12 +1098,7 @@ void http_stop(void)
     if (atomic_load(&deferred_count) != 0)
         panic("http_stop: %llu deferred requests were never finished",
               (unsigned long long)atomic_load(&deferred_count));
-    if (atomic_exchange(&accepting, false)) {
-        /* never quiesced: keep libmicrohttpd off an inherited socket */
-        while (atomic_load(&bursts) != 0)
-            usleep(1000);
-        MHD_quiesce_daemon(daemon_);
-    }
+    stop_accepting(); /* if never quiesced: keep libmicrohttpd off an inherited socket */
     MHD_stop_daemon(daemon_);
     daemon_ = NULL;
     if (listen_fd_owned && listen_fd_ >= 0)

@@ -797,6 +797,13 @@ static bool filter_test(const struct filter *f, const struct qv *v)
 {
     if (v == NULL)
         return false;
+    if (v->type != DOC_ARRAY && (f->op == OP_EQ || f->op == OP_NE)) {
+        /* a scalar's _eq/_ne, the common filter, straight to scalar_eq (value_test would too) */
+        bool eq = false;
+        for (size_t i = 0; i < f->nvalues && !eq; i++)
+            eq = scalar_eq(&f->values[i], v);
+        return f->op == OP_EQ ? eq : !eq;
+    }
     if (f->op == OP_NE) {
         for (size_t i = 0; i < f->nvalues; i++)
             if (value_test(OP_EQ, &f->values[i], v))
@@ -966,13 +973,6 @@ static bool filter_cell(const struct filter *f, const struct coll_cell *cell, co
         x.s = x.type == DOC_STRING ? cell->v.s : NULL;
         x.len = x.type == DOC_STRING ? cell->len : 0;
         x.j = NULL;
-        if (f->op == OP_EQ || f->op == OP_NE) {
-            /* filter_test for a scalar, without its calls per value: the common case */
-            bool eq = false;
-            for (size_t i = 0; i < f->nvalues && !eq; i++)
-                eq = scalar_eq(&f->values[i], &x);
-            return f->op == OP_EQ ? eq : !eq;
-        }
         return filter_test(f, &x);
     default:
         return filter_doc(f, d);
@@ -1453,7 +1453,6 @@ size_t query_apply_coll(const struct query *q, const struct coll *c, const struc
     if (query_has_filter(q)) {
         /* a filter on one top-level member reads its column when the collection has one */
         const struct coll_cell **cols = xcalloc(q->nfilters ? q->nfilters : 1, sizeof(*cols));
-        bool any = false;
         if (c != NULL && n != coll_count(c))
             panic("query_apply_coll: %zu docs for a collection of %zu", n, coll_count(c));
         for (size_t f = 0; c != NULL && f < q->nfilters; f++) {
@@ -1461,14 +1460,13 @@ size_t query_apply_coll(const struct query *q, const struct coll *c, const struc
             const struct path *p = &q->filters[f].path;
             if (p->nseg == 1)
                 cols[f] = coll_column(c, p->seg[0].key, p->seg[0].len);
-            any = any || cols[f] != NULL;
         }
         kept = 0;
         for (size_t i = 0; i < n; i++) {
             bool ok = true;
             for (size_t f = 0; ok && f < q->nfilters; f++)
-                ok = any && cols[f] != NULL ? filter_cell(&q->filters[f], &cols[f][i], docs[i])
-                                            : filter_doc(&q->filters[f], docs[i]);
+                ok = cols[f] != NULL ? filter_cell(&q->filters[f], &cols[f][i], docs[i])
+                                     : filter_doc(&q->filters[f], docs[i]);
             if (ok && needle_match(q, docs[i]))
                 docs[kept++] = docs[i];
         }
