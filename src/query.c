@@ -476,23 +476,21 @@ static bool doc_path(const struct path *p, const struct doc *d, struct qv *out, 
     const struct doc_member *m = NULL;
     const json_t *v;
     size_t next = 1;
+    enum doc_read how = DOC_READ_MISSING;
 
     *tree = NULL;
-    if (!d->indexed)
-        return doc_path_parsed(p, d, out, tree);
     if (p->nseg > 1) {
-        m = doc_member(d, p->buf, p->len);
-        if (m != NULL)
+        how = doc_read_member(d, p->buf, p->len, &m);
+        if (how == DOC_READ_INDEX || how == DOC_READ_MEMBER)
             next = p->nseg; /* lodash: the literal dotted key wins over the walk */
-        else if (d->esc_names)
-            return doc_path_parsed(p, d, out, tree);
     }
-    if (m == NULL)
-        m = doc_member(d, p->seg[0].key, p->seg[0].len);
-    if (m == NULL)
-        return d->esc_names ? doc_path_parsed(p, d, out, tree) : false;
-    if (m->type == DOC_ARRAY || m->type == DOC_OBJECT ||
-        (m->type == DOC_STRING && (m->flags & DOC_ESCAPED))) {
+    if (how == DOC_READ_MISSING)
+        how = doc_read_member(d, p->seg[0].key, p->seg[0].len, &m);
+    if (how == DOC_READ_WHOLE)
+        return doc_path_parsed(p, d, out, tree);
+    if (how == DOC_READ_MISSING)
+        return false;
+    if (how == DOC_READ_MEMBER) {
         /* a string's text is between its quotes: parse it with them */
         size_t off = m->type == DOC_STRING ? m->v.s.off - 1 : m->v.s.off;
         size_t len = m->type == DOC_STRING ? m->v.s.len + 2 : m->v.s.len;

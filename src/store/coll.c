@@ -357,16 +357,14 @@ struct doc *const *coll_docs(const struct coll *cc)
 /* What a filter on top-level member 'name' reads from 'd' (coll.h: struct coll_cell). */
 static void cell_of(const struct doc *d, const char *name, size_t name_len, struct coll_cell *out)
 {
-    const struct doc_member *m = d->indexed ? doc_member(d, name, name_len) : NULL;
+    const struct doc_member *m;
+    enum doc_read how = doc_read_member(d, name, name_len, &m);
 
     memset(out, 0, sizeof(*out));
-    if (!d->indexed || (m == NULL && d->esc_names)) {
-        out->kind = COLL_CELL_READ_DOC; /* no index, or the name may be an escaped one */
-    } else if (m == NULL) {
+    if (how == DOC_READ_MISSING) {
         out->kind = COLL_CELL_MISSING;
-    } else if (m->type == DOC_ARRAY || m->type == DOC_OBJECT ||
-               (m->type == DOC_STRING && (m->flags & DOC_ESCAPED))) {
-        out->kind = COLL_CELL_READ_DOC;
+    } else if (how != DOC_READ_INDEX) {
+        out->kind = COLL_CELL_READ_DOC; /* the query engine parses the member or the doc */
     } else {
         out->kind = COLL_CELL_SCALAR;
         out->type = m->type;

@@ -75,9 +75,9 @@ struct doc *const *coll_docs(const struct coll *c);
  * What a query filter on the top-level member 'name' reads from each doc,
  * in insertion order (cell k is coll_docs()[k]'s): the scalar itself, that the
  * doc has no such member, or that the doc must be read (no member index, an
- * array or object, a string with escapes, or a name that may be escaped) --
- * exactly the cases the query engine's doc_path() reads from the index
- * without parsing. 16 bytes a doc, contiguous: a filter over a collection
+ * array or object, a string with escapes, or a name that may be escaped):
+ * doc_read_member() decides, for the cells and for the query engine's
+ * doc_path() alike. 16 bytes a doc, contiguous: a filter over a collection
  * scans this instead of every doc's allocation.
  */
 enum coll_cell_kind { COLL_CELL_MISSING, COLL_CELL_SCALAR, COLL_CELL_READ_DOC };

@@ -321,6 +321,18 @@ const struct doc_member *doc_member(const struct doc *d, const char *name, size_
     return NULL;
 }
 
+enum doc_read doc_read_member(const struct doc *d, const char *name, size_t name_len,
+                              const struct doc_member **m)
+{
+    *m = d->indexed ? doc_member(d, name, name_len) : NULL;
+    if (*m == NULL)
+        return !d->indexed || d->esc_names ? DOC_READ_WHOLE : DOC_READ_MISSING;
+    if ((*m)->type == DOC_ARRAY || (*m)->type == DOC_OBJECT ||
+        ((*m)->type == DOC_STRING && ((*m)->flags & DOC_ESCAPED)))
+        return DOC_READ_MEMBER;
+    return DOC_READ_INDEX;
+}
+
 /*
  * The doc's "id" member into *out: from the index, or for a doc without one
  * by scanning its bytes again (rare: a name over 64 KiB, or over 65,535

@@ -110,6 +110,18 @@ const struct doc_member *doc_members(const struct doc *d);
 const struct doc_member *doc_member(const struct doc *d, const char *name, size_t name_len);
 
 /*
+ * How a reader gets the value of top-level member 'name' of 'd' -- the one
+ * decision the query engine's doc_path() and the collection's columns
+ * (coll_column) share: from the index (*m: a number, true/false/null, a
+ * string without escapes), by parsing the member's own text (*m: an array,
+ * an object, an escaped string), by parsing the whole doc (no index, or a
+ * miss on a doc with an escaped name: it may be that one), or it is missing.
+ */
+enum doc_read { DOC_READ_MISSING, DOC_READ_INDEX, DOC_READ_MEMBER, DOC_READ_WHOLE };
+enum doc_read doc_read_member(const struct doc *d, const char *name, size_t name_len,
+                              const struct doc_member **m);
+
+/*
  * New reference: the doc parsed (json_loadb of its bytes), or NULL if that
  * fails -- it cannot for bytes that jansson made, but recovery only scans.
  */
