@@ -36,7 +36,7 @@ endif
 
 LIB_SRCS  = src/util.c src/log.c src/notify.c src/config.c src/reply.c src/router.c \
             src/stats.c src/http.c src/mod_health.c src/mod_stats.c src/mod_collections.c src/query.c \
-            src/store/doc.c src/store/pmap.c src/store/coll.c src/store/snap.c src/store/store.c \
+            src/store/doc.c src/store/pmap.c src/store/idmap.c src/store/coll.c src/store/snap.c src/store/store.c \
             src/store/record.c src/store/iofault.c src/store/load.c src/store/snapfile.c \
             src/store/wal.c src/store/durable.c
 ifneq ($(FAULTS),)
@@ -46,7 +46,7 @@ MAIN_SRCS = src/main.c
 LIB_OBJS  = $(LIB_SRCS:src/%.c=$(BUILD)/%.o)
 MAIN_OBJS = $(MAIN_SRCS:src/%.c=$(BUILD)/%.o)
 
-UNIT_TESTS = test_util test_config test_router test_reply test_query test_pmap test_store test_wal
+UNIT_TESTS = test_util test_config test_router test_reply test_query test_pmap test_idmap test_store test_wal
 UNIT_BINS  = $(UNIT_TESTS:%=$(BUILD)/tests/%)
 
 .PHONY: all unit-tests test test-quick crash-soak run install uninstall format lint clean \

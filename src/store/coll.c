@@ -48,7 +48,7 @@ struct coll {
     uint64_t next_seq;
     uint64_t n_str_ids; /* members whose "id" is a JSON string */
     int64_t max_int_id; /* high-water mark of integer ids, 0 when none */
-    struct pmap by_id;  /* the same docs in two orders */
+    struct idmap by_id; /* the same docs: by id (GET), in insertion order (lists, pages) */
     struct pmap by_seq;
     char name[];
 };
@@ -62,7 +62,7 @@ const char *coll_name(const struct coll *c)
 
 size_t coll_count(const struct coll *c)
 {
-    return pmap_count(&c->by_id);
+    return pmap_count(&c->by_seq);
 }
 
 uint64_t coll_revision(const struct coll *c)
@@ -72,8 +72,7 @@ uint64_t coll_revision(const struct coll *c)
 
 struct doc *coll_get(const struct coll *c, const char *id, size_t len)
 {
-    struct pmap_key k = {.id = id, .len = len};
-    return pmap_get(&c->by_id, &k);
+    return idmap_get(&c->by_id, id, len);
 }
 
 struct doc *coll_at(const struct coll *c, size_t k)
@@ -134,7 +133,7 @@ void coll_release(struct coll *c)
         panic("coll_release: refcount underflow on %p", (void *)c);
     if (old != 1)
         return;
-    pmap_cleanup(&c->by_id);
+    idmap_cleanup(&c->by_id);
     pmap_cleanup(&c->by_seq);
     struct list_bytes *lb = atomic_load_explicit(&c->list, memory_order_acquire);
     if (lb != &too_big)
@@ -166,7 +165,7 @@ static struct coll *alloc(const char *name, uint64_t rev)
     c->next_seq = 1;
     c->n_str_ids = 0;
     c->max_int_id = 0;
-    pmap_init(&c->by_id, PMAP_BY_ID);
+    idmap_init(&c->by_id);
     pmap_init(&c->by_seq, PMAP_BY_SEQ);
     memcpy(c->name, name, n + 1);
     atomic_fetch_add_explicit(&live_colls, 1, memory_order_relaxed);
@@ -208,7 +207,7 @@ struct coll *coll_with(const struct coll *c, struct doc *d, uint64_t rev)
     n->n_str_ids += !d->int_id;
     if (d->int_id && d->int_val > n->max_int_id)
         n->max_int_id = d->int_val;
-    n->by_id = pmap_put(&c->by_id, d, NULL);
+    n->by_id = idmap_put(&c->by_id, d, NULL);
     n->by_seq = pmap_put(&c->by_seq, d, NULL);
     return n;
 }
@@ -217,7 +216,6 @@ struct coll *coll_without(const struct coll *c, const char *id, size_t len, uint
 {
     struct doc *old = coll_get(c, id, len);
     struct coll *n;
-    struct pmap_key kid = {.id = id, .len = len};
     struct pmap_key kseq = {.seq = 0};
 
     if (old == NULL)
@@ -225,36 +223,19 @@ struct coll *coll_without(const struct coll *c, const char *id, size_t len, uint
     kseq.seq = old->seq;
     n = clone_header(c, rev);
     n->n_str_ids -= !old->int_id;
-    n->by_id = pmap_del(&c->by_id, &kid, NULL);
+    n->by_id = idmap_del(&c->by_id, id, len, NULL);
     n->by_seq = pmap_del(&c->by_seq, &kseq, NULL);
     return n;
-}
-
-static int cmp_by_id(const void *a, const void *b)
-{
-    return pmap_cmp(PMAP_BY_ID, *(struct doc *const *)a, *(struct doc *const *)b);
 }
 
 struct coll *coll_build(const char *name, uint64_t rev, struct doc *const *docs, size_t n,
                         const struct doc **dup)
 {
-    struct doc **sorted = xmalloc((n ? n : 1) * sizeof(*sorted));
-    struct coll *c = NULL;
+    struct idmap by_id;
+    struct coll *c;
 
-    memcpy(sorted, docs, n * sizeof(*sorted));
-    /* Auto-assigned ids arrive in id order already: skip the sort then. */
-    size_t ordered = 1;
-    while (ordered < n && pmap_cmp(PMAP_BY_ID, sorted[ordered - 1], sorted[ordered]) < 0)
-        ordered++;
-    if (ordered < n)
-        qsort(sorted, n, sizeof(*sorted), cmp_by_id);
-    for (size_t i = 1; i < n; i++) {
-        if (pmap_cmp(PMAP_BY_ID, sorted[i - 1], sorted[i]) == 0) {
-            if (dup != NULL)
-                *dup = sorted[i];
-            goto out;
-        }
-    }
+    if (idmap_build(docs, n, &by_id, dup) != 0)
+        return NULL;
     c = alloc(name, rev);
     for (size_t i = 0; i < n; i++) {
         if (i > 0 && docs[i]->seq <= docs[i - 1]->seq)
@@ -266,9 +247,7 @@ struct coll *coll_build(const char *name, uint64_t rev, struct doc *const *docs,
     if (n > 0)
         c->next_seq = docs[n - 1]->seq + 1;
     c->by_seq = pmap_from_sorted(PMAP_BY_SEQ, docs, n);
-    c->by_id = pmap_from_sorted(PMAP_BY_ID, sorted, n);
-out:
-    free(sorted);
+    c->by_id = by_id;
     return c;
 }
 

@@ -7,11 +7,12 @@
 #include <stdint.h>
 
 #include "store/doc.h"
+#include "store/idmap.h"
 #include "store/pmap.h"
 
 /*
  * One version of a named collection: its docs by id and by insertion
- * sequence (two pmaps sharing the same docs), plus what POST needs to pick
+ * sequence (an idmap and a pmap sharing the same docs), plus what POST needs to pick
  * the next id. A version is never modified after coll_new()/coll_with()/
  * coll_without() return it; every reader function is safe from any thread
  * holding the snapshot (or a reference) that contains it.
@@ -25,7 +26,7 @@ size_t coll_count(const struct coll *c);
 /* Global revision of the last write to this collection (its creation counts). */
 uint64_t coll_revision(const struct coll *c);
 
-/* Borrowed: the doc whose id key is id[0..len), or NULL. O(log n). */
+/* Borrowed: the doc whose id key is id[0..len), or NULL. A hash trie: ~5 nodes at 1M docs. */
 struct doc *coll_get(const struct coll *c, const char *id, size_t len);
 
 /* Borrowed: the k-th doc (0-based) in insertion order, or NULL. O(log n). */
@@ -129,7 +130,7 @@ struct coll *coll_with(const struct coll *c, struct doc *d, uint64_t rev);
 /*
  * New reference: collection 'name' holding docs[0..n) (borrowed; retained),
  * given in insertion order with strictly increasing seqs, at revision 'rev'.
- * O(n log n) for sorting by id, 2n nodes. Returns NULL when two docs share
+ * O(n log n) for sorting by id hash. Returns NULL when two docs share
  * an id; *dup (if not NULL) then points at one of them (borrowed).
  */
 struct coll *coll_build(const char *name, uint64_t rev, struct doc *const *docs, size_t n,

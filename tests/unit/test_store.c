@@ -12,6 +12,7 @@
 
 #include "store/coll.h"
 #include "store/doc.h"
+#include "store/idmap.h"
 #include "store/pmap.h"
 #include "store/snap.h"
 #include "store/store.h"
@@ -1562,6 +1563,7 @@ static void test_nothing_leaks(void)
     CHECK(snap_live() == 0);
     CHECK(coll_live() == 0);
     CHECK(pmap_live_nodes() == 0);
+    CHECK(idmap_live_nodes() == 0);
     CHECK(doc_live() == 0);
 }
 
@@ -1578,7 +1580,7 @@ static void *counting_malloc(size_t n)
 static uint64_t allocs_now(void)
 {
     /* jansson's allocations (hooked) plus the store's own: docs, nodes, collections, snapshots. */
-    return atomic_load(&json_allocs) + pmap_nodes_made();
+    return atomic_load(&json_allocs) + pmap_nodes_made() + idmap_nodes_made();
 }
 
 static long rss_kb(void)
@@ -1640,7 +1642,7 @@ static int measure(void)
     for (size_t k = 0; k < ARRAY_LEN(ops); k++) {
         enum { W = 2000 };
         a0 = allocs_now();
-        uint64_t nodes0 = pmap_nodes_made();
+        uint64_t nodes0 = pmap_nodes_made() + idmap_nodes_made();
         t0 = now_nsec();
         for (int i = 0; i < W; i++) {
             char id[24];
@@ -1653,9 +1655,10 @@ static int measure(void)
         t1 = now_nsec();
         a1 = allocs_now();
         /* + 3 per write: the doc, the collection header and the snapshot (xmalloc, not hooked). */
-        printf("# %-14s %.1f allocations per write (%.1f pmap nodes, %.1f jansson), %.2f us\n",
-               ops[k].label, (double)(a1 - a0) / W + 3, (double)(pmap_nodes_made() - nodes0) / W,
-               (double)(a1 - a0 - (pmap_nodes_made() - nodes0)) / W, (double)(t1 - t0) / W / 1000);
+        uint64_t nodes = pmap_nodes_made() + idmap_nodes_made() - nodes0;
+        printf("# %-14s %.1f allocations per write (%.1f pmap/idmap nodes, %.1f jansson), %.2f us\n",
+               ops[k].label, (double)(a1 - a0) / W + 3, (double)nodes / W,
+               (double)(a1 - a0 - nodes) / W, (double)(t1 - t0) / W / 1000);
     }
 
     /* Export and import of the whole store. */
