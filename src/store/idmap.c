@@ -135,6 +135,18 @@ static unsigned piece(uint64_t h, int depth)
 
 /* ---- nodes and slots ---- */
 
+/*
+ * Bits set in 'x'. Written out because Debian builds for baseline x86-64,
+ * where __builtin_popcount is a call into libgcc (a lookup does ~5).
+ */
+static unsigned popcount32(uint32_t x)
+{
+    x = x - (x >> 1 & 0x55555555u);
+    x = (x & 0x33333333u) + (x >> 2 & 0x33333333u);
+    x = (x + (x >> 4)) & 0x0f0f0f0fu;
+    return (x * 0x01010101u) >> 24;
+}
+
 static bool is_node(uintptr_t v)
 {
     return (v & SLOT_NODE) != 0;
@@ -157,7 +169,7 @@ static uintptr_t node_slot(struct idmap_node *n)
 
 static unsigned nslots(const struct idmap_node *n, int depth)
 {
-    return depth == COLLIDE_DEPTH ? n->bitmap : (unsigned)__builtin_popcount(n->bitmap);
+    return depth == COLLIDE_DEPTH ? n->bitmap : popcount32(n->bitmap);
 }
 
 static size_t node_bytes(unsigned slots)
@@ -313,7 +325,7 @@ struct doc *idmap_get(const struct idmap *m, const char *id, size_t len)
         uint32_t bit = 1u << piece(h, depth);
         if ((n->bitmap & bit) == 0)
             return NULL;
-        uintptr_t v = n->slot[__builtin_popcount(n->bitmap & (bit - 1))];
+        uintptr_t v = n->slot[popcount32(n->bitmap & (bit - 1))];
         if (!is_node(v))
             return same_id(as_doc(v), id, len) ? as_doc(v) : NULL;
         n = as_node(v);
@@ -358,7 +370,7 @@ static struct idmap_node *put(const struct idmap_node *n, int depth, struct doc 
         return copy_insert(n, depth, n->bitmap, n->bitmap + 1, (uintptr_t)doc_retain(d));
     }
     uint32_t bit = 1u << piece(h, depth);
-    unsigned pos = (unsigned)__builtin_popcount(n->bitmap & (bit - 1));
+    unsigned pos = popcount32(n->bitmap & (bit - 1));
     if ((n->bitmap & bit) == 0)
         return copy_insert(n, depth, pos, n->bitmap | bit, (uintptr_t)doc_retain(d));
     uintptr_t v = n->slot[pos];
@@ -407,7 +419,7 @@ static uintptr_t del(const struct idmap_node *n, int depth, const char *id, size
         return node_slot(copy_remove(n, depth, at, n->bitmap - 1));
     }
     uint32_t bit = 1u << piece(h, depth);
-    unsigned pos = (unsigned)__builtin_popcount(n->bitmap & (bit - 1));
+    unsigned pos = popcount32(n->bitmap & (bit - 1));
     unsigned k = nslots(n, depth);
     uintptr_t v = n->slot[pos];
 
@@ -478,7 +490,7 @@ static struct idmap_node *build(const struct hashed *items, size_t n, int depth)
     uint32_t bitmap = 0;
     for (size_t i = 0; i < n; i++)
         bitmap |= 1u << piece(items[i].h, depth);
-    node = mk(bitmap, (unsigned)__builtin_popcount(bitmap));
+    node = mk(bitmap, popcount32(bitmap));
     for (size_t i = 0, k = 0; i < n; k++) {
         size_t j = i + 1;
         unsigned p = piece(items[i].h, depth);
@@ -521,15 +533,30 @@ int idmap_build(struct doc *const *docs, size_t n, struct idmap *out, const stru
 /* ---- checks and counters ---- */
 
 /*
- * Checks the subtree at 'depth', whose ids' hashes all start with 'prefix'
- * (the pieces above 'depth'); adds its docs to *docs and its deepest doc's
- * level to *deepest. -EINVAL on the first fault.
+ * What check() finds: docs, the deepest doc's level, the sum of every doc's level.
  */
-static int check(const struct idmap_node *n, int depth, uint64_t prefix, size_t *docs,
-                 int *deepest)
+struct shape {
+    size_t docs;
+    int deepest;
+    uint64_t levels;
+};
+
+static void saw_doc(struct shape *s, int depth)
+{
+    s->docs++;
+    s->levels += (uint64_t)depth;
+    if (s->deepest < depth)
+        s->deepest = depth;
+}
+
+/*
+ * Checks the subtree at 'depth', whose ids' hashes all start with 'prefix'
+ * (the pieces above 'depth'), and adds its docs to *s. -EINVAL on the first fault.
+ */
+static int check(const struct idmap_node *n, int depth, uint64_t prefix, struct shape *s)
 {
     unsigned k = nslots(n, depth);
-    size_t before = *docs;
+    size_t before = s->docs;
 
     if (atomic_load(&n->refs) == 0 || k == 0)
         return -EINVAL;
@@ -542,9 +569,8 @@ static int check(const struct idmap_node *n, int depth, uint64_t prefix, size_t 
                 if (same_id(as_doc(n->slot[j]), d->id, d->id_len))
                     return -EINVAL;
         }
-        *docs += k;
-        if (*deepest < depth)
-            *deepest = depth;
+        for (unsigned i = 0; i < k; i++)
+            saw_doc(s, depth);
         return k >= 2 ? 0 : -EINVAL;
     }
     for (unsigned i = 0, p = 0; p < 32; p++) {
@@ -553,18 +579,16 @@ static int check(const struct idmap_node *n, int depth, uint64_t prefix, size_t 
         uint64_t child_prefix = prefix << BITS | p;
         uintptr_t v = n->slot[i++];
         if (is_node(v)) {
-            if (check(as_node(v), depth + 1, child_prefix, docs, deepest) != 0)
+            if (check(as_node(v), depth + 1, child_prefix, s) != 0)
                 return -EINVAL;
         } else {
             const struct doc *d = as_doc(v);
             if (hash_id(d->id, d->id_len) >> (64 - BITS * (depth + 1)) != child_prefix)
                 return -EINVAL;
-            ++*docs;
-            if (*deepest < depth)
-                *deepest = depth;
+            saw_doc(s, depth);
         }
     }
-    if (depth > 0 && *docs - before < 2)
+    if (depth > 0 && s->docs - before < 2)
         return -EINVAL; /* one doc alone belongs inline in the parent */
     if (depth > 0 && k == 1 && !is_node(n->slot[0]))
         return -EINVAL;
@@ -573,24 +597,24 @@ static int check(const struct idmap_node *n, int depth, uint64_t prefix, size_t 
 
 int idmap_check(const struct idmap *m)
 {
-    size_t docs = 0;
-    int deepest = 0;
+    struct shape s = {0};
 
     if (m->root == NULL)
         return m->count == 0 ? 0 : -EINVAL;
-    if (check(m->root, 0, 0, &docs, &deepest) != 0)
+    if (check(m->root, 0, 0, &s) != 0)
         return -EINVAL;
-    return docs == m->count ? 0 : -EINVAL;
+    return s.docs == m->count ? 0 : -EINVAL;
 }
 
-int idmap_depth(const struct idmap *m)
+int idmap_depth(const struct idmap *m, double *mean)
 {
-    size_t docs = 0;
-    int deepest = 0;
+    struct shape s = {0};
 
-    if (m->root != NULL && check(m->root, 0, 0, &docs, &deepest) != 0)
+    if (m->root != NULL && check(m->root, 0, 0, &s) != 0)
         return -1;
-    return deepest;
+    if (mean != NULL)
+        *mean = s.docs > 0 ? (double)s.levels / (double)s.docs : 0;
+    return s.deepest;
 }
 
 uint64_t idmap_live_nodes(void)

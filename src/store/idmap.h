@@ -81,8 +81,11 @@ int idmap_build(struct doc *const *docs, size_t n, struct idmap *out, const stru
  */
 int idmap_check(const struct idmap *m);
 
-/* Deepest level holding a doc (0 when empty or all docs are in the root). O(n), for tests. */
-int idmap_depth(const struct idmap *m);
+/*
+ * Deepest level holding a doc (0 when empty or all docs are in the root), and
+ * in *mean (if not NULL) the docs' mean level. O(n), for tests.
+ */
+int idmap_depth(const struct idmap *m, double *mean);
 
 /* Nodes currently allocated / ever allocated, and the bytes the live ones take (counters). */
 uint64_t idmap_live_nodes(void);
