@@ -377,7 +377,7 @@ matrix() {
 
 # ---- 2. scale ------------------------------------------------------------------
 scale() {
-    printf 'rep\tdocs\tdb_bytes\tdoc_bytes\tload_ms\trss_idle_kb\trss_load_kb\trps\tp50_us\tp99_us\tp50_c1_us\tp99_c1_us\terrors\tserver_cpu\n' \
+    printf 'rep\tdocs\tdb_bytes\tdoc_bytes\tload_ms\trss_idle_kb\trss_load_kb\trps\tp50_us\tp99_us\tp50_c1_us\tp99_c1_us\terrors\tserver_cpu\trps_paced\tp50_paced_us\tp99_paced_us\n' \
         >"$OUT/scale.tsv"
     local n rep db meta
     for rep in $(seq 1 "$SCALE_REPS"); do
@@ -397,10 +397,11 @@ scale() {
             sleep 1
             local rss_idle rss_load
             rss_idle=$(tree_rss "$SPID")
-            local r64=- r1=- cpu64=- tk0 tk1 t0 t1
+            local r64=- r1=- rp=- cpu64=- tk0 tk1 t0 t1
             if [ "$n" != 0 ]; then
                 r64="$OUT/raw/scale-$n-c64-r$rep.txt"
                 r1="$OUT/raw/scale-$n-c1-r$rep.txt"
+                rp="$OUT/raw/scale-$n-paced-r$rep.txt"
                 run_wrk "$r64.warmup" 64 1 get /v1 "$n"
                 tk0=$(tree_ticks "$SPID")
                 t0=$(date +%s%N)
@@ -410,13 +411,17 @@ scale() {
                 cpu64=$(awk -v t="$((tk1 - tk0))" -v hz="$HZ" -v ns="$((t1 - t0))" \
                     'BEGIN { printf "%.1f", 100 * t / hz / (ns / 1e9) }')
                 run_wrk "$r1" 1 "$SCALE_DURATION" get /v1 "$n"
+                # 64 connections, each pausing 1 ms after every reply: about half of what
+                # either side can do, so the queue is neither's (the saturated run above is
+                # a closed loop: its p50 says which side the 64 requests wait on)
+                run_wrk "$rp" 64 "$SCALE_DURATION" paced /v1 "$n" 1
             fi
             rss_load=$(tree_rss "$SPID")
             stop_peer || true
             "$PY" - "$rep" "$n" $meta "$load_ms" "$rss_idle" "$rss_load" "$r64" "$r1" \
-                "$T_LAUNCH" "$WORK/cairnd-scale/stderr.log" "$cpu64" >>"$OUT/scale.tsv" <<'EOF'
+                "$T_LAUNCH" "$WORK/cairnd-scale/stderr.log" "$cpu64" "$rp" >>"$OUT/scale.tsv" <<'EOF'
 import datetime, json, re, sys
-rep, n, dbb, docb, load_ms, ri, rl, r64, r1, t_launch, logf, cpu64 = sys.argv[1:]
+rep, n, dbb, docb, load_ms, ri, rl, r64, r1, t_launch, logf, cpu64, rp = sys.argv[1:]
 # launch -> cairnd's own "listening" log line (ms resolution), which leaves out
 # the readiness poll's granularity; the poll's figure stays as a fallback.
 for line in open(logf, errors="replace"):
@@ -432,16 +437,19 @@ def w(path):
     for line in open(path, errors="replace"):
         if line.startswith("WRKJSON "):
             return json.loads(line[8:])
-a, b = w(r64), w(r1)
+a, b, c = w(r64), w(r1), w(rp)
 def g(x, k):
     return "-" if x is None else str(x[k])
-rps = "-" if a is None else "%.1f" % (a["requests"] / (a["duration_us"] / 1e6))
+def rate(x):
+    return "-" if x is None else "%.1f" % (x["requests"] / (x["duration_us"] / 1e6))
+rps = rate(a)
 err = 0
-for x in (a, b):
+for x in (a, b, c):
     if x:
         err += x["connect"] + x["read"] + x["write"] + x["timeout"] + x["status"]
 print("\t".join([rep, n, dbb, docb, load_ms, ri, rl, rps, g(a, "p50_us"), g(a, "p99_us"),
-                 g(b, "p50_us"), g(b, "p99_us"), str(err), cpu64]))
+                 g(b, "p50_us"), g(b, "p99_us"), str(err), cpu64, rate(c), g(c, "p50_us"),
+                 g(c, "p99_us")]))
 EOF
             log "scale r$rep n=$n: $(tail -1 "$OUT/scale.tsv" | cut -f5-12)"
         done

@@ -1022,7 +1022,6 @@ int http_start(const struct config *cfg, int listen_fd, char *err, size_t errlen
         flags, 0, on_accept_policy, NULL, on_request, NULL,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
         MHD_OPTION_LISTEN_SOCKET, (MHD_socket)listen_fd_,
-        MHD_OPTION_THREAD_POOL_SIZE, pool,
         MHD_OPTION_CONNECTION_LIMIT, mhd_limit,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_connections_per_ip,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout,
@@ -1030,6 +1029,8 @@ int http_start(const struct config *cfg, int listen_fd, char *err, size_t errlen
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
+        /* last, so that without a pool the list ends here: 0.9.75 logs a warning at size 0 */
+        pool > 0 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, pool,
         MHD_OPTION_END);
     if (daemon_ == NULL) {
         /*

@@ -4,6 +4,8 @@
 --
 --   get   PREFIX NIDS       GET PREFIX/posts/{id}, id uniformly random in 1..NIDS (S1, S7)
 --   close PREFIX NIDS       the same with "Connection: close" (S6)
+--   paced PREFIX NIDS MS    as get, each connection pausing MS ms after every reply: a fixed
+--                           offered load below both sides' capacity (the scale phase's latency)
 --   path  PREFIX PATH       GET PREFIX..PATH, one fixed request (S2, S3)
 --   post  PREFIX            POST PREFIX/posts, a new ~100-byte post each time (S4)
 --   mix   PREFIX NIDS PCT   PCT% POSTs as above, the rest GETs as in get (S5)
@@ -43,7 +45,13 @@ function init(args)
         local nids = tonumber(args[3] or "10000")
         local pct = tonumber(args[4] or "0")
         local hdr = {}
-        if mode == "close" then
+        if mode == "paced" then
+            local ms = tonumber(args[4] or "2")
+            -- wrk calls delay() after each reply when the script defines it (here only)
+            delay = function()
+                return ms
+            end
+        elseif mode == "close" then
             hdr["Connection"] = "close"
         end
         reqs = {}
