@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -102,7 +103,7 @@ uint64_t idmap_siphash(const uint8_t key[16], int c_rounds, int d_rounds, const 
 
 static uint8_t hash_key[16];
 static pthread_once_t hash_key_once = PTHREAD_ONCE_INIT;
-static uint64_t hash_mask = ~(uint64_t)0;
+static _Atomic uint64_t hash_mask = ~(uint64_t)0; /* tests only; relaxed */
 
 static void hash_key_init(void)
 {
@@ -119,12 +120,13 @@ static void hash_key_init(void)
 static uint64_t hash_id(const char *id, size_t len)
 {
     pthread_once(&hash_key_once, hash_key_init);
-    return idmap_siphash(hash_key, 1, 3, id, len) & hash_mask;
+    return idmap_siphash(hash_key, 1, 3, id, len) &
+           atomic_load_explicit(&hash_mask, memory_order_relaxed);
 }
 
 void idmap_test_hash_mask(uint64_t mask)
 {
-    hash_mask = mask;
+    atomic_store_explicit(&hash_mask, mask, memory_order_relaxed);
 }
 
 /* The hash's piece that picks the slot at 'depth' (< COLLIDE_DEPTH): top bits first. */
@@ -307,14 +309,13 @@ size_t idmap_count(const struct idmap *m)
     return m->count;
 }
 
-struct doc *idmap_get(const struct idmap *m, const char *id, size_t len)
+/* idmap_get() with the id's hash 'h' at hand. */
+static struct doc *get(const struct idmap *m, const char *id, size_t len, uint64_t h)
 {
     const struct idmap_node *n = m->root;
-    uint64_t h;
 
     if (n == NULL)
         return NULL;
-    h = hash_id(id, len);
     for (int depth = 0;; depth++) {
         if (depth == COLLIDE_DEPTH) {
             for (unsigned i = 0; i < n->bitmap; i++)
@@ -330,6 +331,11 @@ struct doc *idmap_get(const struct idmap *m, const char *id, size_t len)
             return same_id(as_doc(v), id, len) ? as_doc(v) : NULL;
         n = as_node(v);
     }
+}
+
+struct doc *idmap_get(const struct idmap *m, const char *id, size_t len)
+{
+    return m->root != NULL ? get(m, id, len, hash_id(id, len)) : NULL;
 }
 
 /* ---- writers ---- */
@@ -429,8 +435,11 @@ static uintptr_t del(const struct idmap_node *n, int depth, const char *id, size
             return r; /* this node would hold one doc: the parent takes it inline */
         return node_slot(copy_set(n, depth, pos, r));
     }
-    if (k == 1)
+    if (k == 1) {
+        if (depth > 0) /* canonical shape: one doc alone is inline in the parent */
+            panic("idmap: a node at depth %d holds one doc", depth);
         return 0;
+    }
     if (k == 2 && depth > 0 && !is_node(n->slot[1 - pos]))
         return slot_retain(n->slot[1 - pos]);
     return node_slot(copy_remove(n, depth, pos, n->bitmap & ~bit));
@@ -439,13 +448,14 @@ static uintptr_t del(const struct idmap_node *n, int depth, const char *id, size
 struct idmap idmap_del(const struct idmap *m, const char *id, size_t len, bool *found)
 {
     struct idmap r;
-    bool hit = idmap_get(m, id, len) != NULL;
+    uint64_t h = hash_id(id, len);
+    bool hit = get(m, id, len, h) != NULL;
 
     if (found != NULL)
         *found = hit;
     if (!hit)
         return idmap_copy(m);
-    uintptr_t v = del(m->root, 0, id, len, hash_id(id, len));
+    uintptr_t v = del(m->root, 0, id, len, h);
     r.root = v != 0 ? as_node(v) : NULL; /* the root stays a node (see del) */
     r.count = m->count - 1;
     return r;

@@ -25,9 +25,10 @@
  * Updates copy the (at most 13) nodes on the path to the change and share
  * everything else (path copying); nodes and docs are atomically refcounted, so
  * any number of threads may read a version without locks while it is held,
- * as with pmap. The shape is canonical: it depends only on the set of ids
- * (a subtree with one doc is always that doc, inline in its parent), so
- * deleting what was put gives back the same shape and size.
+ * as with pmap. The shape is canonical: which nodes exist and their sizes
+ * depend only on the set of ids (a subtree with one doc is always that doc,
+ * inline in its parent; only the order within a depth-12 node depends on
+ * history), so deleting what was put gives back the same nodes and bytes.
  *
  * struct idmap is a small value: copy versions with idmap_copy(), never '='.
  */
@@ -97,7 +98,8 @@ uint64_t idmap_siphash(const uint8_t key[16], int c_rounds, int d_rounds, const 
 
 /*
  * Tests: keep only the hash bits in 'mask' (~0 restores the real hash), so
- * that chosen ids collide. Only while no idmap holds docs.
+ * that chosen ids collide. A map made under one mask is wrong under another
+ * (the tests use that to see idmap_check() fail); cairnd never calls it.
  */
 void idmap_test_hash_mask(uint64_t mask);
 

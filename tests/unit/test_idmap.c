@@ -270,6 +270,11 @@ static void test_build(void)
         CHECK(get_i(&m, i) == docs[i]);
     CHECK(get_i(&m, N) == NULL);
     CHECK(idmap_get(&m, "", 0) == NULL && idmap_get(&m, "01", 2) == NULL);
+    /* idmap_check() sees docs that are not where their hash leads (here: under another hash). */
+    idmap_test_hash_mask(0xff00000000000000u);
+    CHECK(idmap_check(&m) == -EINVAL);
+    idmap_test_hash_mask(~(uint64_t)0);
+    CHECK(idmap_check(&m) == 0);
     idmap_cleanup(&m);
 
     /* A second doc with id "777" anywhere, under each hash: -EEXIST, nothing built. */
