@@ -72,7 +72,8 @@ static uint64_t load_le64(const uint8_t *p)
     } while (0)
 
 /* SipHash (Aumasson and Bernstein, 2012) with c compression and d finalization rounds. */
-uint64_t idmap_siphash(const uint8_t key[16], int c_rounds, int d_rounds, const void *data, size_t n)
+uint64_t idmap_siphash(const uint8_t key[16], int c_rounds, int d_rounds, const void *data,
+                       size_t n)
 {
     const uint8_t *p = data;
     uint64_t k0 = load_le64(key), k1 = load_le64(key + 8);

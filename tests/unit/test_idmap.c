@@ -11,33 +11,7 @@
 #include "util.h"
 
 #include "check.h"
-
-/* xorshift64*: fixed seeds make every run identical (the hash key is still random). */
-static uint64_t rng_state = 0x9e3779b97f4a7c15u;
-
-static uint64_t rnd(void)
-{
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 0x2545f4914f6cdd1du;
-}
-
-static size_t rnd_below(size_t n)
-{
-    return (size_t)(rnd() % n);
-}
-
-/* Doc keyed "<i>" (some ids prefixes of others: "1", "10", "100") at revision 'rev'. */
-static struct doc *mkdoc(size_t i, uint64_t rev)
-{
-    char id[32];
-    int n = snprintf(id, sizeof(id), "%zu", i);
-    struct doc *d;
-    if (doc_new_bytes(id, (size_t)n, i + 1, rev, "{}", 2, &d) != 0)
-        abort();
-    return d;
-}
+#include "testdocs.h"
 
 static struct doc *get_i(const struct idmap *m, size_t i)
 {
