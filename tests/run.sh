@@ -76,7 +76,7 @@ if [ -z "${CAIRN_TEST_QUICK:-}" ]; then
 
     build SANITIZE=thread
     build SANITIZE=thread FAULTS=1
-    for t in build-thread/tests/test_store; do
+    for t in build-thread/tests/test_store build-thread/tests/test_idmap; do
         [ -x "$t" ] && run_suite "unit tsan $(basename "$t")" env TSAN_OPTIONS=halt_on_error=1 "$t"
     done
     CAIRN_RACE_SECONDS=30 integration tsan build-thread build-thread-faults
