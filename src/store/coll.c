@@ -190,9 +190,10 @@ static struct coll *clone_header(const struct coll *c, uint64_t rev)
 
 struct coll *coll_with(const struct coll *c, struct doc *d, uint64_t rev)
 {
-    struct doc *old = coll_get(c, d->id, d->id_len);
     struct coll *n = clone_header(c, rev);
+    struct doc *old;
 
+    n->by_id = idmap_put(&c->by_id, d, &old);
     if (old != NULL) {
         if (old->seq != d->seq)
             panic("coll_with: replacing '%s' with seq %" PRIu64 " != %" PRIu64, d->id, d->seq,
@@ -207,23 +208,22 @@ struct coll *coll_with(const struct coll *c, struct doc *d, uint64_t rev)
     n->n_str_ids += !d->int_id;
     if (d->int_id && d->int_val > n->max_int_id)
         n->max_int_id = d->int_val;
-    n->by_id = idmap_put(&c->by_id, d, NULL);
     n->by_seq = pmap_put(&c->by_seq, d, NULL);
     return n;
 }
 
 struct coll *coll_without(const struct coll *c, const char *id, size_t len, uint64_t rev)
 {
-    struct doc *old = coll_get(c, id, len);
+    struct doc *old;
+    struct idmap by_id = idmap_del(&c->by_id, id, len, &old);
     struct coll *n;
-    struct pmap_key kseq = {.seq = 0};
 
     if (old == NULL)
         panic("coll_without: no doc '%.*s' in '%s'", (int)len, id, c->name);
-    kseq.seq = old->seq;
+    struct pmap_key kseq = {.seq = old->seq};
     n = clone_header(c, rev);
     n->n_str_ids -= !old->int_id;
-    n->by_id = idmap_del(&c->by_id, id, len, NULL);
+    n->by_id = by_id;
     n->by_seq = pmap_del(&c->by_seq, &kseq, NULL);
     return n;
 }

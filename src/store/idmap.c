@@ -118,9 +118,13 @@ static void hash_key_init(void)
     }
 }
 
+/*
+ * The key is drawn by the first idmap_put() or idmap_build(), the only ways
+ * docs enter a map, so that a lookup (which hashes only when the map holds
+ * docs) makes no pthread_once call: the key is published with the version.
+ */
 static uint64_t hash_id(const char *id, size_t len)
 {
-    pthread_once(&hash_key_once, hash_key_init);
     return idmap_siphash(hash_key, 1, 3, id, len) &
            atomic_load_explicit(&hash_mask, memory_order_relaxed);
 }
@@ -310,13 +314,11 @@ size_t idmap_count(const struct idmap *m)
     return m->count;
 }
 
-/* idmap_get() with the id's hash 'h' at hand. */
+/* idmap_get() on a map with docs, with the id's hash 'h' at hand. */
 static struct doc *get(const struct idmap *m, const char *id, size_t len, uint64_t h)
 {
     const struct idmap_node *n = m->root;
 
-    if (n == NULL)
-        return NULL;
     for (int depth = 0;; depth++) {
         if (depth == COLLIDE_DEPTH) {
             for (unsigned i = 0; i < n->bitmap; i++)
@@ -365,12 +367,12 @@ static struct idmap_node *pair(struct doc *a, uint64_t ha, struct doc *b, uint64
 }
 
 static struct idmap_node *put(const struct idmap_node *n, int depth, struct doc *d, uint64_t h,
-                              bool *replaced)
+                              struct doc **old)
 {
     if (depth == COLLIDE_DEPTH) {
         for (unsigned i = 0; i < n->bitmap; i++) {
             if (same_id(as_doc(n->slot[i]), d->id, d->id_len)) {
-                *replaced = true;
+                *old = as_doc(n->slot[i]);
                 return copy_set(n, depth, i, (uintptr_t)doc_retain(d));
             }
         }
@@ -382,31 +384,33 @@ static struct idmap_node *put(const struct idmap_node *n, int depth, struct doc 
         return copy_insert(n, depth, pos, n->bitmap | bit, (uintptr_t)doc_retain(d));
     uintptr_t v = n->slot[pos];
     if (is_node(v))
-        return copy_set(n, depth, pos, node_slot(put(as_node(v), depth + 1, d, h, replaced)));
-    struct doc *old = as_doc(v);
-    if (same_id(old, d->id, d->id_len)) {
-        *replaced = true;
+        return copy_set(n, depth, pos, node_slot(put(as_node(v), depth + 1, d, h, old)));
+    struct doc *here = as_doc(v);
+    if (same_id(here, d->id, d->id_len)) {
+        *old = here;
         return copy_set(n, depth, pos, (uintptr_t)doc_retain(d));
     }
-    struct idmap_node *sub = pair(old, hash_id(old->id, old->id_len), d, h, depth + 1);
+    struct idmap_node *sub = pair(here, hash_id(here->id, here->id_len), d, h, depth + 1);
     return copy_set(n, depth, pos, node_slot(sub));
 }
 
-struct idmap idmap_put(const struct idmap *m, struct doc *d, bool *replaced)
+struct idmap idmap_put(const struct idmap *m, struct doc *d, struct doc **old)
 {
     struct idmap r = {.count = m->count};
-    bool rep = false;
-    uint64_t h = hash_id(d->id, d->id_len);
+    struct doc *was = NULL;
+    uint64_t h;
 
+    pthread_once(&hash_key_once, hash_key_init); /* docs enter a map only here and in build */
+    h = hash_id(d->id, d->id_len);
     if (m->root == NULL) {
         r.root = mk(1u << piece(h, 0), 1);
         r.root->slot[0] = (uintptr_t)doc_retain(d);
     } else {
-        r.root = put(m->root, 0, d, h, &rep);
+        r.root = put(m->root, 0, d, h, &was);
     }
-    r.count += !rep;
-    if (replaced != NULL)
-        *replaced = rep;
+    r.count += was == NULL;
+    if (old != NULL)
+        *old = was;
     return r;
 }
 
@@ -446,15 +450,15 @@ static uintptr_t del(const struct idmap_node *n, int depth, const char *id, size
     return node_slot(copy_remove(n, depth, pos, n->bitmap & ~bit));
 }
 
-struct idmap idmap_del(const struct idmap *m, const char *id, size_t len, bool *found)
+struct idmap idmap_del(const struct idmap *m, const char *id, size_t len, struct doc **old)
 {
     struct idmap r;
-    uint64_t h = hash_id(id, len);
-    bool hit = get(m, id, len, h) != NULL;
+    uint64_t h = m->root != NULL ? hash_id(id, len) : 0;
+    struct doc *hit = m->root != NULL ? get(m, id, len, h) : NULL;
 
-    if (found != NULL)
-        *found = hit;
-    if (!hit)
+    if (old != NULL)
+        *old = hit;
+    if (hit == NULL)
         return idmap_copy(m);
     uintptr_t v = del(m->root, 0, id, len, h);
     r.root = v != 0 ? as_node(v) : NULL; /* the root stays a node (see del) */
@@ -521,6 +525,7 @@ int idmap_build(struct doc *const *docs, size_t n, struct idmap *out, const stru
     idmap_init(out);
     if (n == 0)
         return 0;
+    pthread_once(&hash_key_once, hash_key_init);
     items = xmalloc(n * sizeof(*items));
     for (size_t i = 0; i < n; i++) {
         items[i].h = hash_id(docs[i]->id, docs[i]->id_len);

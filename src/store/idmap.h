@@ -57,16 +57,17 @@ struct doc *idmap_get(const struct idmap *m, const char *id, size_t len);
 
 /*
  * New reference: the version of 'm' with 'd' in it, replacing the doc with
- * the same id if any (*replaced, if not NULL, says so). 'm' is unchanged;
- * 'd' is borrowed and the new version retains it.
+ * the same id if any: *old (if not NULL) is that doc, borrowed from 'm', or
+ * NULL. 'm' is unchanged; 'd' is borrowed and the new version retains it.
  */
-struct idmap idmap_put(const struct idmap *m, struct doc *d, bool *replaced);
+struct idmap idmap_put(const struct idmap *m, struct doc *d, struct doc **old);
 
 /*
- * New reference: the version of 'm' without the doc whose id is id[0..len).
- * When there is none, *found (if not NULL) is false and the result is a copy of 'm'.
+ * New reference: the version of 'm' without the doc whose id is id[0..len):
+ * *old (if not NULL) is that doc, borrowed from 'm', or NULL when there is
+ * none, and the result is then a copy of 'm'.
  */
-struct idmap idmap_del(const struct idmap *m, const char *id, size_t len, bool *found);
+struct idmap idmap_del(const struct idmap *m, const char *id, size_t len, struct doc **old);
 
 /*
  * Builds a version holding docs[0..n) (borrowed; each retained), in any

@@ -13,6 +13,10 @@
 #include "check.h"
 #include "testdocs.h"
 
+/* What an out-parameter holds before the call that must set it. */
+static char not_set;
+#define NOT_SET ((struct doc *)&not_set)
+
 static struct doc *get_i(const struct idmap *m, size_t i)
 {
     char id[32];
@@ -53,14 +57,14 @@ static void test_siphash_vectors(void)
 static void test_empty(void)
 {
     struct idmap m, c;
-    bool found = true;
+    struct doc *old = NOT_SET;
 
     idmap_init(&m);
     CHECK(idmap_count(&m) == 0);
     CHECK(idmap_get(&m, "1", 1) == NULL);
     CHECK(idmap_check(&m) == 0);
-    c = idmap_del(&m, "1", 1, &found);
-    CHECK(!found && c.root == NULL && idmap_count(&c) == 0);
+    c = idmap_del(&m, "1", 1, &old);
+    CHECK(old == NULL && c.root == NULL && idmap_count(&c) == 0);
     CHECK(idmap_build(NULL, 0, &c, NULL) == 0 && c.root == NULL);
     idmap_cleanup(&c);
     idmap_cleanup(&m);
@@ -86,17 +90,17 @@ static void random_ops(uint64_t mask, size_t keys, size_t ops)
         struct idmap next;
         if (rnd_below(3) != 0) {
             struct doc *d = mkdoc(i, op + 1);
-            bool replaced = !ref[i];
-            next = idmap_put(&m, d, &replaced);
-            CHECK(replaced == (ref[i] != NULL));
+            struct doc *old = NOT_SET;
+            next = idmap_put(&m, d, &old);
+            CHECK(old == ref[i]);
             doc_release(ref[i]);
             ref[i] = d; /* the reference's own reference */
         } else {
             char id[32];
             int n = snprintf(id, sizeof(id), "%zu", i);
-            bool found = !ref[i];
-            next = idmap_del(&m, id, (size_t)n, &found);
-            CHECK(found == (ref[i] != NULL));
+            struct doc *old = NOT_SET;
+            next = idmap_del(&m, id, (size_t)n, &old);
+            CHECK(old == ref[i]);
             doc_release(ref[i]);
             ref[i] = NULL;
         }
